@@ -1,0 +1,14 @@
+//! pos-ledger's hot path, exposed to Python as `pos_ledger._core`.
+//!
+//! Table of contents: every module but `py` is pure Rust and knows nothing of Python.
+//! `py` holds the `#[pyfunction]` wrappers and the one `CoreError -> PyErr` conversion.
+
+pub mod error;
+mod py;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    py::register(m)
+}
