@@ -1,0 +1,1 @@
+"""HTTP API of pos-ledger (FastAPI): terminal ingest, cashier commands, back office."""

@@ -1,0 +1,37 @@
+"""Wiring only: settings, the ledger, routers, error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routes import events, menu, stores
+from api.settings import Settings
+from pos_ledger.ledger import Ledger
+
+
+def create_app(settings: Settings | None = None, ledger: Ledger | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    ledger = ledger or Ledger(settings.database, settings.server_seed)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ledger.close()
+
+    app = FastAPI(title="pos-ledger", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.ledger = ledger
+    errors.install(app)
+    app.include_router(stores.router)
+    app.include_router(events.router)
+    app.include_router(menu.router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,122 @@
+"""Terminal ingest (the hot path, msgspec only) and reading the log back."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Final
+
+import msgspec
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import LedgerDep
+from api.routes.stores import StoreId, TerminalId
+from pos_ledger.errors import BatchTooLarge, InvalidInput, PosLedgerError
+from pos_ledger.ledger import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, READ_EVENTS_MAX, SignedEvent
+
+router = APIRouter(prefix="/v1/stores", tags=["events"])
+
+
+class BodyTooLarge(PosLedgerError):
+    slug = "body-too-large"
+    status = 413
+
+
+class _Item(msgspec.Struct):
+    body: str
+    sig: str
+
+
+class _Batch(msgspec.Struct):
+    events: list[_Item]
+
+
+class _Result(msgspec.Struct):
+    id: str | None
+    status: str
+    reason: str | None
+    position: int | None
+
+
+class _Answer(msgspec.Struct):
+    results: list[_Result]
+    chain_head: str
+
+
+_BATCH_DECODER: Final = msgspec.json.Decoder(_Batch)
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+async def _read_limited(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > BATCH_BYTES_MAX:
+        raise BodyTooLarge(f"a request body may hold at most {BATCH_BYTES_MAX} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > BATCH_BYTES_MAX:
+            raise BodyTooLarge(f"a request body may hold at most {BATCH_BYTES_MAX} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _signed(item: _Item) -> SignedEvent:
+    try:
+        body = item.body.encode()
+    except UnicodeEncodeError:
+        body = b""  # lone surrogates: cannot be the UTF-8 bytes that were signed
+    try:
+        sig = base64.b64decode(item.sig, validate=True)
+    except (binascii.Error, ValueError):
+        sig = b""
+    return SignedEvent(body, sig)
+
+
+@router.post("/{store_id}/terminals/{terminal_id}/events")
+async def ingest(store_id: StoreId, terminal_id: TerminalId, request: Request, ledger: LedgerDep) -> Response:
+    raw = await _read_limited(request)
+    try:
+        batch = _BATCH_DECODER.decode(raw)
+    except msgspec.DecodeError as error:
+        raise InvalidInput(f"the request must be {{\"events\": [{{\"body\", \"sig\"}}]}}: {error}") from None
+    if len(batch.events) > BATCH_EVENTS_MAX:
+        raise BatchTooLarge(f"at most {BATCH_EVENTS_MAX} events per request, got {len(batch.events)}")
+    events = [_signed(item) for item in batch.events]
+    results, head = await run_in_threadpool(ledger.ingest, store_id, terminal_id, events)
+    answer = _Answer([_Result(r.id, r.status, r.reason, r.position) for r in results], head.hex())
+    return Response(_ENCODER.encode(answer), media_type="application/json")
+
+
+class StoredEventOut(BaseModel):
+    position: int
+    terminal_id: str
+    body: str
+    sig: str
+    hash: str
+
+
+class EventsOut(BaseModel):
+    events: list[StoredEventOut]
+    next_after: int
+
+
+@router.get("/{store_id}/events", response_model=EventsOut)
+def read_events(
+    store_id: StoreId,
+    ledger: LedgerDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=READ_EVENTS_MAX)] = 100,
+) -> EventsOut:
+    ledger.store(store_id)
+    entries = ledger.read_entries(store_id, after, limit)
+    return EventsOut(
+        events=[
+            StoredEventOut(position=e.position, terminal_id=e.terminal_id, body=e.body,
+                           sig=base64.b64encode(e.sig).decode(), hash=e.hash.hex())
+            for e in entries
+        ],
+        next_after=entries[-1].position if entries else after,
+    )

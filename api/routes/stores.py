@@ -1,0 +1,139 @@
+"""Stores and terminals (back office), the chain and balances (read)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, Field
+
+from api.deps import AdminDep, LedgerDep
+from pos_ledger.errors import InvalidInput, WeakPublicKey
+from pos_ledger.money import currency
+
+router = APIRouter(prefix="/v1/stores", tags=["stores"])
+
+IdentifierPattern = r"^[A-Za-z0-9_.:-]{1,64}$"
+StoreId = Annotated[str, Path(pattern=IdentifierPattern)]
+TerminalId = Annotated[str, Path(pattern=IdentifierPattern)]
+
+
+class StoreIn(BaseModel):
+    store_id: str = Field(pattern=IdentifierPattern)
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    timezone: str = Field(min_length=1, max_length=64)
+
+
+class StoreOut(BaseModel):
+    store_id: str
+    name: str
+    currency: str
+    timezone: str
+    server_public_key: str
+
+
+class TerminalIn(BaseModel):
+    terminal_id: str = Field(pattern=IdentifierPattern)
+    public_key: str = Field(min_length=1, max_length=200)
+    label: str = Field(default="", max_length=200)
+
+
+class TerminalOut(BaseModel):
+    terminal_id: str
+    public_key: str
+    label: str
+    revoked: bool
+
+
+class ChainOut(BaseModel):
+    head: str
+    length: int
+
+
+class BalanceOut(BaseModel):
+    account: str
+    currency: str
+    debit_minor: int
+    credit_minor: int
+    balance_minor: int
+
+
+class BalancesOut(BaseModel):
+    store_id: str
+    balances: list[BalanceOut]
+
+
+def _valid_timezone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown IANA time zone {name!r}") from None
+    return name
+
+
+@router.post("", status_code=201, response_model=StoreOut)
+def open_store(payload: StoreIn, ledger: LedgerDep, _: AdminDep) -> StoreOut:
+    currency(payload.currency)
+    _valid_timezone(payload.timezone)
+    state = ledger.open_store(payload.store_id, payload.name, payload.currency, payload.timezone)
+    return StoreOut(store_id=state.store_id, name=state.name, currency=state.currency,
+                    timezone=state.timezone,
+                    server_public_key=base64.b64encode(state.server_public_key).decode())
+
+
+@router.get("/{store_id}", response_model=StoreOut)
+def get_store(store_id: StoreId, ledger: LedgerDep) -> StoreOut:
+    state = ledger.store(store_id)
+    return StoreOut(store_id=state.store_id, name=state.name, currency=state.currency,
+                    timezone=state.timezone,
+                    server_public_key=base64.b64encode(state.server_public_key).decode())
+
+
+@router.post("/{store_id}/terminals", status_code=201, response_model=TerminalOut)
+def register_terminal(store_id: StoreId, payload: TerminalIn, ledger: LedgerDep, _: AdminDep) -> TerminalOut:
+    try:
+        public_key = base64.b64decode(payload.public_key, validate=True)
+    except (binascii.Error, ValueError):
+        raise WeakPublicKey("public_key is not valid base64") from None
+    ledger.register_terminal(store_id, payload.terminal_id, public_key, payload.label)
+    return TerminalOut(terminal_id=payload.terminal_id, public_key=payload.public_key,
+                       label=payload.label, revoked=False)
+
+
+@router.get("/{store_id}/terminals", response_model=list[TerminalOut])
+def list_terminals(store_id: StoreId, ledger: LedgerDep, _: AdminDep) -> list[TerminalOut]:
+    state = ledger.store(store_id)
+    return [
+        TerminalOut(terminal_id=t.terminal_id, public_key=base64.b64encode(t.public_key).decode(),
+                    label=t.label, revoked=t.revoked)
+        for t in state.terminals.values()
+    ]
+
+
+@router.delete("/{store_id}/terminals/{terminal_id}", status_code=204)
+def revoke_terminal(store_id: StoreId, terminal_id: TerminalId, ledger: LedgerDep, _: AdminDep) -> Response:
+    ledger.revoke_terminal(store_id, terminal_id)
+    return Response(status_code=204)
+
+
+@router.get("/{store_id}/chain", response_model=ChainOut)
+def chain(store_id: StoreId, ledger: LedgerDep) -> ChainOut:
+    head, length = ledger.chain(store_id)
+    return ChainOut(head=head.hex(), length=length)
+
+
+@router.get("/{store_id}/balances", response_model=BalancesOut)
+def balances(store_id: StoreId, ledger: LedgerDep) -> BalancesOut:
+    rows = ledger.balances(store_id)
+    return BalancesOut(
+        store_id=store_id,
+        balances=[
+            BalanceOut(account=a, currency=c, debit_minor=d, credit_minor=k, balance_minor=d - k)
+            for a, c, d, k in rows
+        ],
+    )

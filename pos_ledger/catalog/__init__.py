@@ -1,0 +1,8 @@
+"""Every event type pos-ledger knows, registered on import (see `pos_ledger.events`)."""
+
+from __future__ import annotations
+
+from pos_ledger.catalog import menu, sales, store
+from pos_ledger.events import EVENT_TYPES
+
+__all__ = ["EVENT_TYPES", "menu", "sales", "store"]

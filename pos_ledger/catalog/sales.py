@@ -1,0 +1,112 @@
+"""`sale.completed`: a terminal sold from its basket and took the money."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+from pos_ledger.events import (
+    Amount,
+    CurrencyCode,
+    EventRejected,
+    EventType,
+    Posting,
+    PositiveCount,
+    ShortText,
+    register,
+    require_currency,
+)
+from pos_ledger.state import StoreState
+
+LINES_MAX = 500
+TENDERS_MAX = 20
+TenderMethod = Literal["cash", "wechat", "alipay", "unionpay", "card"]
+
+#: Debit account per tender method; cash is per terminal (each drawer is counted alone).
+TENDER_ACCOUNTS: dict[str, str] = {
+    "wechat": "asset:psp:wechat",
+    "alipay": "asset:psp:alipay",
+    "unionpay": "asset:psp:unionpay",
+    "card": "asset:card:acquirer",
+}
+REVENUE_ACCOUNT = "revenue:sales"
+DISCOUNT_ACCOUNT = "contra:discount:manual"
+
+
+def cash_account(terminal_id: str) -> str:
+    return f"asset:cash:{terminal_id}"
+
+
+class SaleLine(msgspec.Struct, frozen=True):
+    sku: ShortText
+    name: ShortText
+    qty: PositiveCount
+    unit_price_minor: Amount
+
+
+class Tender(msgspec.Struct, frozen=True):
+    method: TenderMethod
+    amount_minor: Amount
+    change_minor: Amount = 0
+
+
+class SaleCompleted(msgspec.Struct, frozen=True):
+    order_id: UUID
+    currency: CurrencyCode
+    lines: Annotated[list[SaleLine], msgspec.Meta(min_length=1, max_length=LINES_MAX)]
+    discount_minor: Amount
+    total_minor: Amount
+    tenders: Annotated[list[Tender], msgspec.Meta(max_length=TENDERS_MAX)]
+    member_id: str | None = None
+    channel: str = "counter"
+
+
+def lines_total(lines: list[SaleLine]) -> int:
+    return sum(line.qty * line.unit_price_minor for line in lines)
+
+
+def _check_totals(sale: SaleCompleted) -> None:
+    gross = lines_total(sale.lines)
+    if gross - sale.discount_minor != sale.total_minor:
+        raise EventRejected(
+            "totals_mismatch",
+            f"lines {gross} minus discount {sale.discount_minor} is not total {sale.total_minor}",
+        )
+    for tender in sale.tenders:
+        if tender.change_minor and tender.method != "cash":
+            raise EventRejected("invalid_tender", f"change is only given in cash, not {tender.method}")
+        if tender.change_minor > tender.amount_minor:
+            raise EventRejected("invalid_tender", "change exceeds the cash tendered")
+    paid = sum(t.amount_minor - t.change_minor for t in sale.tenders)
+    if paid != sale.total_minor:
+        raise EventRejected(
+            "tenders_mismatch", f"tenders minus change {paid} is not total {sale.total_minor}"
+        )
+
+
+def sale_postings(sale: SaleCompleted, terminal_id: str) -> list[Posting]:
+    """Debit what came in (per tender) and the discount; credit gross sales revenue."""
+    currency_code = sale.currency
+    postings: list[Posting] = []
+    for tender in sale.tenders:
+        net = tender.amount_minor - tender.change_minor
+        if net:
+            account = cash_account(terminal_id) if tender.method == "cash" else TENDER_ACCOUNTS[tender.method]
+            postings.append((account, currency_code, net))
+    if sale.discount_minor:
+        postings.append((DISCOUNT_ACCOUNT, currency_code, sale.discount_minor))
+    gross = lines_total(sale.lines)
+    if gross:
+        postings.append((REVENUE_ACCOUNT, currency_code, -gross))
+    return postings
+
+
+def _decide(sale: SaleCompleted, state: StoreState, terminal_id: str) -> list[Posting]:
+    require_currency(sale.currency, state)
+    _check_totals(sale)
+    return sale_postings(sale, terminal_id)
+
+
+SALE_COMPLETED = register(EventType("sale.completed", SaleCompleted, _decide))

@@ -1,0 +1,165 @@
+"""The `pos-ledger` command: the one place that wires everything (imports stay inside commands)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="pos-ledger: the signed, hash-chained ledger behind smart cash registers.",
+                  no_args_is_help=True, add_completion=False)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def serve(
+    db: Annotated[str | None, typer.Option(help="SQLite path or postgresql:// URL [env POS_LEDGER_DB; default ./var/pos-ledger.sqlite3]")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo store (menu, a till, a day of sales) if absent.")] = False,
+) -> None:
+    """Run the HTTP server: terminal ingest, back office, log reading."""
+    import uvicorn
+
+    from api.main import create_app
+    from api.settings import Settings
+
+    if db and "://" not in db:
+        Path(db).resolve().parent.mkdir(parents=True, exist_ok=True)
+    elif not db and not os.environ.get("POS_LEDGER_DB"):
+        Path("./var").mkdir(exist_ok=True)
+    try:
+        settings = Settings.from_env(database=db)
+        application = create_app(settings)
+    except Exception as error:  # a bad URL or an unreachable database: say so, no traceback
+        raise _fail(f"cannot open the ledger: {error}") from None
+    if not os.environ.get("POS_LEDGER_ADMIN_TOKEN"):
+        typer.echo(f"admin token (set POS_LEDGER_ADMIN_TOKEN to choose one): {settings.admin_token}")
+    typer.echo(f"ledger: {settings.database}; listening on http://{host}:{port}")
+    if demo:
+        threading.Thread(target=_seed_when_up, args=(host, port, settings.admin_token, settings.database),
+                         daemon=True).start()
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _seed_when_up(host: str, port: int, admin_token: str, database: str) -> None:
+    import httpx
+
+    from pos_ledger.demo import seed_demo
+
+    base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(f"{base_url}/healthz", timeout=1.0)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    var_dir = Path("./var") if "://" in database else Path(database).resolve().parent
+    try:
+        typer.echo(seed_demo(base_url, admin_token, var_dir))
+    except Exception as error:
+        typer.secho(f"demo seeding failed: {error}", fg=typer.colors.RED, err=True)
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Option(help="Where to write the private key seed (base64); the public key goes to OUT.pub.")] = Path("terminal.key"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing key file.")] = False,
+) -> None:
+    """Write a terminal Ed25519 key pair and print the public key to register."""
+    from pos_ledger.simulate import TerminalKey
+
+    if out.exists() and not force:
+        raise _fail(f"{out} exists; pass --force to overwrite it")
+    key = TerminalKey.generate(out.stem)
+    out.write_text(base64.b64encode(key.seed).decode() + "\n")
+    out.chmod(0o600)
+    out.with_suffix(out.suffix + ".pub").write_text(key.public_key_b64 + "\n")
+    typer.echo(key.public_key_b64)
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8000",
+    store: Annotated[str, typer.Option(help="Store to sell in (must exist and have a menu).")] = "demo",
+    terminals: Annotated[int, typer.Option(min=1, max=100, help="Number of terminals to register and sell from.")] = 4,
+    sales: Annotated[int, typer.Option(min=1, max=10_000_000, help="Number of sales to post.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Events per POST.")] = 100,
+    admin_token: Annotated[str | None, typer.Option(envvar="POS_LEDGER_ADMIN_TOKEN", help="Back-office token (to register the terminals).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for baskets and times.")] = 7,
+) -> None:
+    """Behave like N terminals selling from the menu: sign sales and post them in batches."""
+    from datetime import date
+
+    from rich.progress import Progress
+
+    from pos_ledger.simulate import Client, Terminal, TerminalKey, sell
+
+    if not admin_token:
+        raise _fail("the admin token is needed to register terminals (--admin-token or POS_LEDGER_ADMIN_TOKEN)")
+    client = Client(url, admin_token)
+    try:
+        info = client.store(store)
+        if info is None:
+            raise _fail(f"no store {store!r} at {url}")
+        tills = [Terminal(TerminalKey.generate(f"sim-{int(time.time())}-{i}")) for i in range(terminals)]
+        for till in tills:
+            client.register_terminal(store, till.key, "simulated terminal")
+        started = time.perf_counter()
+        with Progress() as progress:
+            task = progress.add_task(f"posting {sales} sales", total=sales)
+            counts = sell(client, store, tills, sales, batch_size, currency=info["currency"],
+                          timezone=info["timezone"], day=date.today(), seed=seed,
+                          on_batch=lambda n: progress.advance(task, n))
+        elapsed = time.perf_counter() - started
+    except RuntimeError as error:
+        raise _fail(str(error)) from None
+    finally:
+        client.close()
+    typer.echo(f"{counts} in {elapsed:.2f}s ({sales / elapsed:,.0f} events/s)")
+
+
+@app.command()
+def chain(
+    store: Annotated[str, typer.Option(help="Store id.")] = "demo",
+    db: Annotated[str | None, typer.Option(help="Read this database directly [env POS_LEDGER_DB].")] = None,
+    url: Annotated[str | None, typer.Option(help="Or ask a running server at this base URL.")] = None,
+) -> None:
+    """Print a store's chain head and length."""
+    if url:
+        import httpx
+
+        response = httpx.get(f"{url}/v1/stores/{store}/chain", timeout=10)
+        if response.status_code != 200:
+            raise _fail(f"{response.status_code}: {response.text}")
+        head, length = response.json()["head"], response.json()["length"]
+    else:
+        from api.settings import Settings
+        from pos_ledger.errors import PosLedgerError
+        from pos_ledger.ledger import Ledger
+
+        settings = Settings.from_env(database=db)
+        if "://" not in settings.database and not Path(settings.database).exists():
+            raise _fail(f"no database at {settings.database}")
+        ledger = Ledger(settings.database, settings.server_seed)
+        try:
+            raw_head, length = ledger.chain(store)
+        except PosLedgerError as error:
+            raise _fail(error.detail) from None
+        finally:
+            ledger.close()
+        head = raw_head.hex()
+    typer.echo(f"store {store}: head {head} length {length}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,500 @@
+"""The Ledger application: signed, hash-chained, per-store event logs on `eventsourcing`.
+
+Each store's log is one chain of entries. An entry is stored as one
+`LedgerEntryRecorded` domain event in a bounded "chain segment" stream
+(`SEGMENT_EVENTS_MAX` entries each, so no stream grows without bound), next to an
+index row and balance deltas written in the same transaction (`storage.py`).
+
+Writes to a store are serialised by a per-store lock in this process and by the
+database across processes: the (store, position) primary key admits one entry
+per position, so a writer that lost a race gets an IntegrityError, drops its
+cached state, reloads it from the log and decides again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+import msgspec
+from eventsourcing.application import Application
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import IntegrityError
+
+from pos_ledger import _core, catalog
+from pos_ledger.errors import (
+    AlreadyExists,
+    BatchTooLarge,
+    ConcurrentWriteRetriesExhausted,
+    InvalidInput,
+    StoreNotFound,
+    TerminalNotFound,
+    WeakPublicKey,
+)
+from pos_ledger.events import (
+    SERVER_TERMINAL_ID,
+    EntryMeta,
+    EventBody,
+    EventRejected,
+    EventType,
+    Posting,
+    check_balanced,
+    decode_body,
+    decode_data,
+    decode_postings,
+    encode_postings,
+)
+from pos_ledger.state import StoreState
+from pos_ledger.storage import BalanceDelta, IndexedEntry, IndexRow, LedgerIndex, persistence_env
+
+SEGMENT_EVENTS_MAX: Final = 10_000
+BATCH_EVENTS_MAX: Final = 1_000
+BATCH_BYTES_MAX: Final = 1 << 20
+READ_EVENTS_MAX: Final = 1_000
+#: Attempts at appending when another writer keeps taking the chain tip first.
+APPEND_ATTEMPTS_MAX: Final = 5
+SIGNATURE_BYTES: Final = 64
+LEDGER_NAMESPACE: Final = uuid5(NAMESPACE_URL, "https://pos-ledger.dev/chain-segment")
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+class LedgerEntryRecorded(DomainEvent):
+    """One entry of a store's chain, exactly as the terminal (or server) signed it."""
+
+    store_id: str
+    position: int
+    terminal_id: str
+    event_id: str
+    seq: int
+    type: str
+    #: The exact UTF-8 body text that was signed.
+    body: str
+    #: Hex of the 64-byte Ed25519 signature and of the 32-byte chain hash after this entry.
+    sig: str
+    hash: str
+    #: Postings as compact JSON, `[[account, currency, amount_minor], ...]`.
+    postings: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedEvent:
+    body: bytes
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    id: str | None
+    status: str
+    reason: str | None = None
+    position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    position: int
+    terminal_id: str
+    body: str
+    sig: bytes
+    hash: bytes
+    postings: str
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """An event that passed the stateless checks, waiting for the store's rules."""
+
+    index: int
+    body: EventBody
+    raw: bytes
+    sig: bytes
+    digest: bytes
+    event_type: EventType | None = None
+    data: Any = None
+    rejection: EventRejected | None = None
+
+
+def segment_id(store_id: str, position: int) -> UUID:
+    return uuid5(LEDGER_NAMESPACE, f"{store_id}/{(position - 1) // SEGMENT_EVENTS_MAX}")
+
+
+def segment_version(position: int) -> int:
+    return (position - 1) % SEGMENT_EVENTS_MAX + 1
+
+
+def chain_hash(head: bytes, body: bytes, sig: bytes) -> bytes:
+    return hashlib.sha256(head + body + sig).digest()
+
+
+class Ledger(Application[UUID]):
+    """Load, decide, save: every command runs under the store's lock."""
+
+    name = "pos_ledger"
+    # The stored event state is JSON text either way; snapshots are not needed
+    # because no stream is ever reconstituted (segments are bounded and read by range).
+    is_snapshotting_enabled = False
+
+    def __init__(self, database: str, server_seed: bytes) -> None:
+        if len(server_seed) != 32:
+            raise InvalidInput("the server key seed must be 32 bytes")
+        super().__init__(env=persistence_env(database))
+        self.database = database
+        self.server_seed = server_seed
+        self.server_public_key = _core.ed25519_public_key(server_seed)
+        self._states: dict[str, StoreState] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @property
+    def index(self) -> LedgerIndex:
+        return self.recorder  # type: ignore[return-value]
+
+    # ---- store set-up (server-originated, server-signed events) ----
+
+    def open_store(self, store_id: str, name: str, currency: str, timezone: str) -> StoreState:
+        data = {
+            "store_id": store_id,
+            "name": name,
+            "currency": currency,
+            "timezone": timezone,
+            "server_public_key": base64.b64encode(self.server_public_key).decode(),
+        }
+        with self._lock(store_id):
+            state = self._state(store_id)
+            if state.opened:
+                raise AlreadyExists(f"store {store_id!r} already exists")
+            self._append_server_locked(store_id, [("store.opened", data)])
+            return self._state(store_id)
+
+    def register_terminal(self, store_id: str, terminal_id: str, public_key: bytes, label: str) -> None:
+        if _core.ed25519_public_key_is_weak(public_key):
+            raise WeakPublicKey("public_key must be a valid 32-byte Ed25519 key of large order")
+        if terminal_id == SERVER_TERMINAL_ID:
+            raise InvalidInput(f"terminal id {SERVER_TERMINAL_ID!r} is reserved for the server")
+        data = {
+            "terminal_id": terminal_id,
+            "public_key": base64.b64encode(public_key).decode(),
+            "label": label,
+        }
+        with self._lock(store_id):
+            state = self.store(store_id)
+            if terminal_id in state.terminals:
+                raise AlreadyExists(f"terminal {terminal_id!r} is already registered")
+            self._append_server_locked(store_id, [("terminal.registered", data)])
+
+    def revoke_terminal(self, store_id: str, terminal_id: str) -> None:
+        with self._lock(store_id):
+            state = self.store(store_id)
+            terminal = state.terminals.get(terminal_id)
+            if terminal is None or terminal.revoked:
+                raise TerminalNotFound(f"no active terminal {terminal_id!r} in store {store_id!r}")
+            self._append_server_locked(store_id, [("terminal.revoked", {"terminal_id": terminal_id})])
+
+    def append_server_events(
+        self, store_id: str, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[IngestResult]:
+        """Append events the server decides itself (signed with the server key)."""
+        with self._lock(store_id):
+            self.store(store_id)
+            return self._append_server_locked(store_id, events)
+
+    # ---- terminal ingest ----
+
+    def ingest(
+        self, store_id: str, terminal_id: str, events: Sequence[SignedEvent]
+    ) -> tuple[list[IngestResult], bytes]:
+        """Verify, decide and append a terminal's batch; one result per event, in order."""
+        if len(events) > BATCH_EVENTS_MAX:
+            raise BatchTooLarge(f"at most {BATCH_EVENTS_MAX} events per request, got {len(events)}")
+        state = self.store(store_id)
+        terminal = state.terminals.get(terminal_id)
+        if terminal is None:
+            raise TerminalNotFound(f"no terminal {terminal_id!r} in store {store_id!r}")
+        results: list[IngestResult | None] = [None] * len(events)
+        candidates = self._prepare(terminal.public_key, terminal_id, events, results)
+        with self._lock(store_id):
+            self._append_with_retries(store_id, terminal_id, candidates, results)
+            head = self._state(store_id).head
+        return [r for r in results if r is not None], head
+
+    def _prepare(
+        self,
+        public_key: bytes,
+        terminal_id: str,
+        events: Sequence[SignedEvent],
+        results: list[IngestResult | None],
+    ) -> list[_Candidate]:
+        """Stateless checks outside the lock: signatures (one Rust batch call) and schemas."""
+        valid = _core.ed25519_verify_batch(
+            [public_key] * len(events), [e.body for e in events], [e.sig for e in events]
+        )
+        candidates = []
+        for index, (event, ok) in enumerate(zip(events, valid, strict=True)):
+            try:
+                body = decode_body(event.body)
+            except EventRejected as rejected:
+                results[index] = IngestResult(None, "rejected", rejected.reason)
+                continue
+            if not ok:
+                results[index] = IngestResult(str(body.id), "rejected", "bad_signature")
+                continue
+            candidate = _Candidate(index, body, event.body, event.sig, hashlib.sha256(event.body).digest())
+            try:
+                candidate.event_type, candidate.data = decode_data(body, terminal_id)
+            except EventRejected as rejected:
+                candidate.rejection = rejected
+            candidates.append(candidate)
+        return candidates
+
+    def _append_with_retries(
+        self,
+        store_id: str,
+        terminal_id: str,
+        candidates: list[_Candidate],
+        results: list[IngestResult | None],
+    ) -> None:
+        for _ in range(APPEND_ATTEMPTS_MAX):
+            try:
+                self._decide_and_save(store_id, terminal_id, candidates, results)
+                return
+            except IntegrityError:
+                # Another process took the tip (or the same id) first: reload and decide again.
+                self._states.pop(store_id, None)
+            except BaseException:
+                self._states.pop(store_id, None)
+                raise
+        raise ConcurrentWriteRetriesExhausted(
+            f"store {store_id!r} is being written by others too fast; retry the same request"
+        )
+
+    def _decide_and_save(
+        self,
+        store_id: str,
+        terminal_id: str,
+        candidates: list[_Candidate],
+        results: list[IngestResult | None],
+    ) -> None:
+        state = self._state(store_id)
+        indexed = self.index.select_indexed(store_id, [str(c.body.id) for c in candidates])
+        revoked = state.terminals[terminal_id].revoked if terminal_id in state.terminals else False
+        appended: list[LedgerEntryRecorded] = []
+        rows: list[IndexRow] = []
+        deltas: dict[tuple[str, str], list[int]] = {}
+        for candidate in candidates:
+            event_id = str(candidate.body.id)
+            earlier = indexed.get(event_id)
+            if earlier is not None:
+                same = earlier.body_sha256 == candidate.digest and earlier.terminal_id == terminal_id
+                results[candidate.index] = (
+                    IngestResult(event_id, "duplicate", None, earlier.position)
+                    if same
+                    else IngestResult(event_id, "rejected", "id_reused")
+                )
+                continue
+            try:
+                postings = self._decide(state, terminal_id, candidate, revoked)
+            except EventRejected as rejected:
+                results[candidate.index] = IngestResult(event_id, "rejected", rejected.reason)
+                continue
+            entry = self._apply(state, terminal_id, candidate, postings)
+            appended.append(entry)
+            rows.append(
+                IndexRow(store_id, entry.position, event_id, terminal_id, candidate.body.seq,
+                         candidate.body.type, candidate.digest)
+            )
+            for account, currency_code, amount in postings:
+                sums = deltas.setdefault((account, currency_code), [0, 0])
+                sums[0 if amount > 0 else 1] += abs(amount)
+            indexed[event_id] = IndexedEntry(entry.position, terminal_id, candidate.digest)
+            results[candidate.index] = IngestResult(event_id, "accepted", None, entry.position)
+        if appended:
+            balance_deltas = [
+                BalanceDelta(store_id, account, currency_code, debit, credit)
+                for (account, currency_code), (debit, credit) in deltas.items()
+            ]
+            self.save(*appended, ledger_rows=rows, balance_deltas=balance_deltas)
+
+    def _decide(
+        self, state: StoreState, terminal_id: str, candidate: _Candidate, revoked: bool
+    ) -> list[Posting]:
+        if revoked:
+            raise EventRejected("terminal_revoked", f"terminal {terminal_id!r} was revoked")
+        if candidate.rejection is not None:
+            raise candidate.rejection
+        last_seq = state.last_seq.get(terminal_id, -1)
+        if candidate.body.seq <= last_seq:
+            raise EventRejected("seq_not_increasing", f"seq {candidate.body.seq} <= {last_seq}")
+        assert candidate.event_type is not None
+        postings = candidate.event_type.decide(candidate.data, state, terminal_id)
+        check_balanced(postings)
+        return postings
+
+    def _apply(
+        self, state: StoreState, terminal_id: str, candidate: _Candidate, postings: list[Posting]
+    ) -> LedgerEntryRecorded:
+        assert candidate.event_type is not None
+        position = state.position + 1
+        entry_hash = chain_hash(state.head, candidate.raw, candidate.sig)
+        meta = EntryMeta(position, terminal_id, candidate.body.id, candidate.body.seq, candidate.body.at)
+        state.apply(candidate.event_type, candidate.data, meta, entry_hash)
+        return LedgerEntryRecorded(
+            originator_id=segment_id(state.store_id, position),
+            originator_version=segment_version(position),
+            timestamp=LedgerEntryRecorded.create_timestamp(),
+            store_id=state.store_id,
+            position=position,
+            terminal_id=terminal_id,
+            event_id=str(candidate.body.id),
+            seq=candidate.body.seq,
+            type=candidate.body.type,
+            body=candidate.raw.decode(),
+            sig=candidate.sig.hex(),
+            hash=entry_hash.hex(),
+            postings=encode_postings(postings),
+        )
+
+    def _append_server_locked(
+        self, store_id: str, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[IngestResult]:
+        for _ in range(APPEND_ATTEMPTS_MAX):
+            state = self._state(store_id)
+            signed = [self._sign(state, i, event_type, data) for i, (event_type, data) in enumerate(events)]
+            results: list[IngestResult | None] = [None] * len(signed)
+            candidates = self._prepare(self.server_public_key, SERVER_TERMINAL_ID, signed, results)
+            try:
+                self._decide_and_save(store_id, SERVER_TERMINAL_ID, candidates, results)
+                break
+            except IntegrityError:
+                self._states.pop(store_id, None)
+            except BaseException:
+                self._states.pop(store_id, None)
+                raise
+        else:
+            raise ConcurrentWriteRetriesExhausted(f"store {store_id!r} is contended; retry")
+        final = [r for r in results if r is not None]
+        for result in final:
+            if result.status == "rejected":
+                raise InvalidInput(f"the server refused its own event: {result.reason}")
+        return final
+
+    def _sign(self, state: StoreState, offset: int, event_type: str, data: dict[str, Any]) -> SignedEvent:
+        body = _ENCODER.encode(
+            {
+                "id": str(uuid4()),
+                "seq": state.next_seq(SERVER_TERMINAL_ID) + offset,
+                "type": event_type,
+                "at": datetime.now(UTC).isoformat(),
+                "data": data,
+            }
+        )
+        return SignedEvent(body, _core.ed25519_sign(self.server_seed, body))
+
+    # ---- state ----
+
+    def _lock(self, store_id: str) -> threading.Lock:
+        with self._locks_guard:
+            lock = self._locks.get(store_id)
+            if lock is None:
+                lock = self._locks[store_id] = threading.Lock()
+            return lock
+
+    def store(self, store_id: str) -> StoreState:
+        """The store's current state; StoreNotFound when it was never opened."""
+        state = self._state(store_id)
+        if not state.opened:
+            raise StoreNotFound(f"no store {store_id!r}")
+        return state
+
+    def _state(self, store_id: str) -> StoreState:
+        state = self._states.get(store_id)
+        if state is None:
+            state = self._replay(store_id)
+            self._states[store_id] = state
+        return state
+
+    def _replay(self, store_id: str) -> StoreState:
+        """Rebuild a store's state by folding its whole log (the log is the truth)."""
+        state = StoreState(store_id)
+        for entry in self.iter_entries(store_id):
+            body = decode_body(entry.body.encode())
+            event_type, data = decode_data(body, entry.terminal_id)
+            meta = EntryMeta(entry.position, entry.terminal_id, body.id, body.seq, body.at)
+            state.apply(event_type, data, meta, entry.hash)
+        return state
+
+    def invalidate(self, store_id: str) -> None:
+        """Forget the cached state; the next command reloads it from the log."""
+        with self._lock(store_id):
+            self._states.pop(store_id, None)
+
+    # ---- reading ----
+
+    def read_entries(self, store_id: str, after: int, limit: int) -> list[StoredEntry]:
+        """Entries with position > after, in order, at most `limit` of them."""
+        if after < 0 or limit < 1:
+            raise InvalidInput("after must be >= 0 and limit >= 1")
+        limit = min(limit, READ_EVENTS_MAX)
+        entries: list[StoredEntry] = []
+        position = after + 1
+        while len(entries) < limit:
+            version = segment_version(position)
+            last_version = min(SEGMENT_EVENTS_MAX, version + limit - len(entries) - 1)
+            found = 0
+            for event in self.events.get(
+                segment_id(store_id, position), gt=version - 1, lte=last_version
+            ):
+                assert isinstance(event, LedgerEntryRecorded)
+                entries.append(
+                    StoredEntry(event.position, event.terminal_id, event.body,
+                                bytes.fromhex(event.sig), bytes.fromhex(event.hash), event.postings)
+                )
+                found += 1
+            if found < last_version - version + 1:
+                break
+            position += found
+        return entries
+
+    def iter_entries(self, store_id: str, after: int = 0) -> Iterator[StoredEntry]:
+        while True:
+            page = self.read_entries(store_id, after, READ_EVENTS_MAX)
+            yield from page
+            if len(page) < READ_EVENTS_MAX:
+                return
+            after = page[-1].position
+
+    def chain(self, store_id: str) -> tuple[bytes, int]:
+        state = self.store(store_id)
+        return state.head, state.position
+
+    def balances(self, store_id: str) -> list[tuple[str, str, int, int]]:
+        """(account, currency, debit_minor, credit_minor) for every account that moved."""
+        self.store(store_id)
+        return self.index.select_balances(store_id)
+
+    def store_ids(self) -> list[str]:
+        return self.index.select_store_ids()
+
+
+def postings_of(entry: StoredEntry) -> list[Posting]:
+    return decode_postings(entry.postings)
+
+
+__all__ = [
+    "BATCH_BYTES_MAX",
+    "BATCH_EVENTS_MAX",
+    "IngestResult",
+    "Ledger",
+    "LedgerEntryRecorded",
+    "SignedEvent",
+    "StoredEntry",
+    "catalog",
+    "chain_hash",
+    "postings_of",
+]

@@ -1,0 +1,184 @@
+"""A terminal that sells from the menu: builds sales, signs them, posts them over HTTP.
+
+Used by `pos-ledger simulate`, by the demo seeding of `pos-ledger serve --demo`
+and by the load benchmark. It is a real client: it only speaks the HTTP contract.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from pos_ledger import _core
+
+#: Share of sales per tender method in a Chinese high-street shop (rough, for demo data).
+TENDER_MIX = (("wechat", 45), ("alipay", 33), ("cash", 12), ("unionpay", 6), ("card", 4))
+#: Hour of day -> relative footfall.
+FOOTFALL = {8: 6, 9: 8, 10: 6, 11: 10, 12: 16, 13: 12, 14: 7, 15: 7, 16: 6, 17: 9, 18: 12, 19: 9, 20: 5}
+
+
+@dataclass
+class TerminalKey:
+    terminal_id: str
+    seed: bytes
+
+    @classmethod
+    def generate(cls, terminal_id: str) -> TerminalKey:
+        return cls(terminal_id, secrets.token_bytes(32))
+
+    @property
+    def public_key(self) -> bytes:
+        return _core.ed25519_public_key(self.seed)
+
+    @property
+    def public_key_b64(self) -> str:
+        return base64.b64encode(self.public_key).decode()
+
+
+@dataclass
+class MenuEntry:
+    sku: str
+    name: str
+    price_minor: int
+
+
+@dataclass
+class Terminal:
+    """One till: its key and its own strictly increasing sequence."""
+
+    key: TerminalKey
+    #: Start from the clock so a restarted simulator never reuses a sequence number.
+    seq: int = field(default_factory=lambda: time.time_ns() // 1_000)
+
+    def sign(self, event_type: str, data: dict[str, Any], at: datetime) -> dict[str, str]:
+        self.seq += 1
+        body = json.dumps(
+            {"id": str(uuid.uuid4()), "seq": self.seq, "type": event_type,
+             "at": at.isoformat(timespec="seconds"), "data": data},
+            ensure_ascii=False, separators=(",", ":"),
+        ).encode()
+        sig = _core.ed25519_sign(self.key.seed, body)
+        return {"body": body.decode(), "sig": base64.b64encode(sig).decode()}
+
+
+def random_sale(rng: random.Random, menu: list[MenuEntry], currency: str) -> dict[str, Any]:
+    """A plausible basket: 1-4 distinct items, sometimes two of one, an occasional discount."""
+    picks = rng.sample(menu, k=min(len(menu), rng.choice((1, 1, 2, 2, 3, 4))))
+    lines = [
+        {"sku": m.sku, "name": m.name, "qty": rng.choice((1, 1, 1, 2)), "unit_price_minor": m.price_minor}
+        for m in picks
+    ]
+    gross = sum(line["qty"] * line["unit_price_minor"] for line in lines)
+    discount = (gross // 10 // 100) * 100 if rng.random() < 0.1 else 0
+    total = gross - discount
+    method = rng.choices([m for m, _ in TENDER_MIX], weights=[w for _, w in TENDER_MIX])[0]
+    tender: dict[str, Any] = {"method": method, "amount_minor": total}
+    if method == "cash":
+        paid = -(-total // 5000) * 5000 if total else 0  # rounded up to a 50 note
+        tender = {"method": "cash", "amount_minor": paid, "change_minor": paid - total}
+    return {"order_id": str(uuid.uuid4()), "currency": currency, "lines": lines,
+            "discount_minor": discount, "total_minor": total, "tenders": [tender] if total else []}
+
+
+def day_of_sales(rng: random.Random, day: date, timezone: str, count: int) -> Iterator[datetime]:
+    """`count` sale times over a shop's opening hours, busier at lunch and dinner."""
+    zone = ZoneInfo(timezone)
+    hours = rng.choices(list(FOOTFALL), weights=list(FOOTFALL.values()), k=count)
+    times = sorted(
+        datetime(day.year, day.month, day.day, hour, tzinfo=zone) + timedelta(seconds=rng.randrange(3600))
+        for hour in hours
+    )
+    yield from times
+
+
+class Client:
+    """Thin HTTP client for the endpoints a terminal and the back office use."""
+
+    def __init__(self, base_url: str, admin_token: str | None = None, timeout_s: float = 30.0) -> None:
+        headers = {"authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _ok(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise RuntimeError(f"{response.request.method} {response.request.url}: "
+                               f"{response.status_code} {response.text}")
+        return response.json() if response.content else None
+
+    def open_store(self, store_id: str, name: str, currency: str, timezone: str) -> Any:
+        return self._ok(self.http.post("/v1/stores", json={
+            "store_id": store_id, "name": name, "currency": currency, "timezone": timezone}))
+
+    def store(self, store_id: str) -> Any | None:
+        response = self.http.get(f"/v1/stores/{store_id}")
+        return None if response.status_code == 404 else self._ok(response)
+
+    def register_terminal(self, store_id: str, key: TerminalKey, label: str) -> Any:
+        return self._ok(self.http.post(f"/v1/stores/{store_id}/terminals", json={
+            "terminal_id": key.terminal_id, "public_key": key.public_key_b64, "label": label}))
+
+    def put_menu_item(self, store_id: str, sku: str, name: str, price_minor: int, category: str) -> Any:
+        return self._ok(self.http.put(f"/v1/stores/{store_id}/menu/{sku}", json={
+            "name": name, "price_minor": price_minor, "category": category}))
+
+    def menu(self, store_id: str) -> list[MenuEntry]:
+        items = self._ok(self.http.get(f"/v1/stores/{store_id}/menu"))
+        return [MenuEntry(i["sku"], i["name"], i["price_minor"]) for i in items]
+
+    def post_events(self, store_id: str, terminal_id: str, events: list[dict[str, str]]) -> Any:
+        return self._ok(self.http.post(
+            f"/v1/stores/{store_id}/terminals/{terminal_id}/events", json={"events": events}))
+
+
+def sell(
+    client: Client,
+    store_id: str,
+    terminals: list[Terminal],
+    sales: int,
+    batch_size: int,
+    *,
+    currency: str,
+    timezone: str,
+    day: date,
+    seed: int = 7,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> dict[str, int]:
+    """Sell `sales` baskets spread over the terminals, posted in batches; counts statuses."""
+    rng = random.Random(seed)
+    menu = client.menu(store_id)
+    if not menu:
+        raise RuntimeError(f"store {store_id!r} has no menu to sell from")
+    pending: dict[str, list[dict[str, str]]] = {t.key.terminal_id: [] for t in terminals}
+    counts: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
+
+    def flush(terminal_id: str) -> None:
+        batch = pending[terminal_id]
+        if batch:
+            answer = client.post_events(store_id, terminal_id, batch)
+            for result in answer["results"]:
+                counts[result["status"]] += 1
+            on_batch(len(batch))
+            pending[terminal_id] = []
+
+    for i, at in enumerate(day_of_sales(rng, day, timezone, sales)):
+        terminal = terminals[i % len(terminals)]
+        pending[terminal.key.terminal_id].append(
+            terminal.sign("sale.completed", random_sale(rng, menu, currency), at))
+        if len(pending[terminal.key.terminal_id]) >= batch_size:
+            flush(terminal.key.terminal_id)
+    for terminal_id in pending:
+        flush(terminal_id)
+    return counts

@@ -1,0 +1,259 @@
+"""Persistence: `eventsourcing` recorders extended with the ledger's index and balances.
+
+The truth is the `eventsourcing` stored-events table: every ledger entry is one
+stored domain event in a bounded "chain segment" stream. Two small tables ride in
+the same transaction as those events (so a crash leaves all or none of a batch):
+
+* `ledger_entries`: (store, position) -> event id, terminal, seq, body digest. Its
+  primary key keeps each store's chain linear across processes and servers; its
+  unique (store, event id) makes ingest idempotent.
+* `ledger_balances`: running debit/credit totals per (store, account, currency),
+  so the back office reads balances without folding the log.
+
+The same SQL runs on SQLite and PostgreSQL; only placeholders and types differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+from pos_ledger.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """One row of `ledger_entries`, written beside the stored event."""
+
+    store_id: str
+    position: int
+    event_id: str
+    terminal_id: str
+    seq: int
+    event_type: str
+    body_sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedEntry:
+    position: int
+    terminal_id: str
+    body_sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceDelta:
+    store_id: str
+    account: str
+    currency: str
+    debit_minor: int
+    credit_minor: int
+
+
+class LedgerIndex(Protocol):
+    """What the ledger needs from a recorder beyond `eventsourcing`'s own contract."""
+
+    def select_indexed(self, store_id: str, event_ids: Sequence[str]) -> dict[str, IndexedEntry]: ...
+
+    def select_store_ids(self) -> list[str]: ...
+
+    def select_last_position(self, store_id: str) -> int: ...
+
+    def select_balances(self, store_id: str) -> list[tuple[str, str, int, int]]: ...
+
+
+# Keep SQL text in one place; `{p}` is the placeholder, `{blob}` the bytes type.
+_CREATE_ENTRIES = (
+    "CREATE TABLE IF NOT EXISTS ledger_entries ("
+    "store_id TEXT NOT NULL, position BIGINT NOT NULL, event_id TEXT NOT NULL, "
+    "terminal_id TEXT NOT NULL, seq BIGINT NOT NULL, event_type TEXT NOT NULL, "
+    "body_sha256 {blob} NOT NULL, "
+    "PRIMARY KEY (store_id, position), UNIQUE (store_id, event_id))"
+)
+_CREATE_ENTRIES_TERMINAL_INDEX = (
+    "CREATE INDEX IF NOT EXISTS ledger_entries_terminal "
+    "ON ledger_entries (store_id, terminal_id, seq)"
+)
+_CREATE_BALANCES = (
+    "CREATE TABLE IF NOT EXISTS ledger_balances ("
+    "store_id TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, "
+    "debit_minor BIGINT NOT NULL, credit_minor BIGINT NOT NULL, "
+    "PRIMARY KEY (store_id, account, currency))"
+)
+_INSERT_ENTRY = "INSERT INTO ledger_entries VALUES ({p},{p},{p},{p},{p},{p},{p})"
+_UPSERT_BALANCE = (
+    "INSERT INTO ledger_balances VALUES ({p},{p},{p},{p},{p}) "
+    "ON CONFLICT (store_id, account, currency) DO UPDATE SET "
+    "debit_minor = ledger_balances.debit_minor + excluded.debit_minor, "
+    "credit_minor = ledger_balances.credit_minor + excluded.credit_minor"
+)
+_SELECT_LAST_POSITION = "SELECT MAX(position) FROM ledger_entries WHERE store_id = {p}"
+_SELECT_STORE_IDS = "SELECT DISTINCT store_id FROM ledger_entries ORDER BY store_id"
+_SELECT_BALANCES = (
+    "SELECT account, currency, debit_minor, credit_minor FROM ledger_balances "
+    "WHERE store_id = {p} ORDER BY account, currency"
+)
+#: Event ids looked up per query; a batch is at most 1,000 events, SQLite allows 32,766 params.
+_LOOKUP_CHUNK = 500
+
+
+def _select_indexed_sql(placeholder: str, count: int) -> str:
+    marks = ",".join([placeholder] * count)
+    return (
+        "SELECT event_id, position, terminal_id, body_sha256 FROM ledger_entries "
+        f"WHERE store_id = {placeholder} AND event_id IN ({marks})"
+    )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _entry_params(rows: Sequence[IndexRow]) -> list[tuple[Any, ...]]:
+    return [
+        (r.store_id, r.position, r.event_id, r.terminal_id, r.seq, r.event_type, r.body_sha256)
+        for r in rows
+    ]
+
+
+def _balance_params(deltas: Sequence[BalanceDelta]) -> list[tuple[Any, ...]]:
+    return [(d.store_id, d.account, d.currency, d.debit_minor, d.credit_minor) for d in deltas]
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    """`eventsourcing`'s SQLite application recorder plus the ledger tables."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements += [
+            _CREATE_ENTRIES.format(blob="BLOB"),
+            _CREATE_ENTRIES_TERMINAL_INDEX,
+            _CREATE_BALANCES,
+        ]
+        return statements
+
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        rows: Sequence[IndexRow] = kwargs.get("ledger_rows", ())
+        deltas: Sequence[BalanceDelta] = kwargs.get("balance_deltas", ())
+        if rows:
+            c.executemany(_INSERT_ENTRY.format(p="?"), _entry_params(rows))
+        if deltas:
+            c.executemany(_UPSERT_BALANCE.format(p="?"), _balance_params(deltas))
+        return notification_ids
+
+    def select_indexed(self, store_id: str, event_ids: Sequence[str]) -> dict[str, IndexedEntry]:
+        found: dict[str, IndexedEntry] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(event_ids, _LOOKUP_CHUNK):
+                c.execute(_select_indexed_sql("?", len(chunk)), [store_id, *chunk])
+                for row in c.fetchall():
+                    found[row[0]] = IndexedEntry(row[1], row[2], bytes(row[3]))
+        return found
+
+    def select_store_ids(self) -> list[str]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_SELECT_STORE_IDS)
+            return [row[0] for row in c.fetchall()]
+
+    def select_last_position(self, store_id: str) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_SELECT_LAST_POSITION.format(p="?"), [store_id])
+            return int(c.fetchone()[0] or 0)
+
+    def select_balances(self, store_id: str) -> list[tuple[str, str, int, int]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_SELECT_BALANCES.format(p="?"), [store_id])
+            return [(r[0], r[1], int(r[2]), int(r[3])) for r in c.fetchall()]
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder):
+    """`eventsourcing`'s PostgreSQL application recorder plus the ledger tables."""
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.sql_create_statements += [
+            _CREATE_ENTRIES.format(blob="BYTEA"),
+            _CREATE_ENTRIES_TERMINAL_INDEX,
+            _CREATE_BALANCES,
+        ]
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        # Runs inside the same transaction (and pipeline) as the stored events insert.
+        rows: Sequence[IndexRow] = kwargs.get("ledger_rows", ())
+        deltas: Sequence[BalanceDelta] = kwargs.get("balance_deltas", ())
+        if rows:
+            curs.executemany(_INSERT_ENTRY.format(p="%s"), _entry_params(rows))
+        if deltas:
+            curs.executemany(_UPSERT_BALANCE.format(p="%s"), _balance_params(deltas))
+
+    def _query(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, params)  # type: ignore[arg-type]
+            return list(curs.fetchall())
+
+    def select_indexed(self, store_id: str, event_ids: Sequence[str]) -> dict[str, IndexedEntry]:
+        found: dict[str, IndexedEntry] = {}
+        for chunk in _chunks(event_ids, _LOOKUP_CHUNK):
+            for row in self._query(_select_indexed_sql("%s", len(chunk)), [store_id, *chunk]):
+                found[row["event_id"]] = IndexedEntry(
+                    row["position"], row["terminal_id"], bytes(row["body_sha256"])
+                )
+        return found
+
+    def select_store_ids(self) -> list[str]:
+        return [row["store_id"] for row in self._query(_SELECT_STORE_IDS, [])]
+
+    def select_last_position(self, store_id: str) -> int:
+        rows = self._query(_SELECT_LAST_POSITION.format(p="%s"), [store_id])
+        return int(rows[0]["max"] or 0)
+
+    def select_balances(self, store_id: str) -> list[tuple[str, str, int, int]]:
+        rows = self._query(_SELECT_BALANCES.format(p="%s"), [store_id])
+        return [
+            (r["account"], r["currency"], int(r["debit_minor"]), int(r["credit_minor"]))
+            for r in rows
+        ]
+
+
+def persistence_env(database: str) -> dict[str, str]:
+    """`eventsourcing` environment for a SQLite path or a `postgresql://` URL.
+
+    One code path: only the persistence module and its connection settings differ.
+    """
+    if database.startswith(("postgresql://", "postgres://")):
+        url = urlparse(database)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": "pos_ledger.storage:PostgresLedgerRecorder",
+        }
+    if "://" in database:
+        raise InvalidInput(
+            f"unsupported database {database!r}: give a SQLite file path or a postgresql:// URL"
+        )
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": database,
+        "SQLITE_LOCK_TIMEOUT": "30",
+        "APPLICATION_RECORDER_TOPIC": "pos_ledger.storage:SQLiteLedgerRecorder",
+    }
