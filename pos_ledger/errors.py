@@ -61,6 +61,16 @@ class Conflict(PosLedgerError):
     status = 409
 
 
+class EventRefused(Conflict):
+    """The store's rules refused an event the server was asked to append (online command)."""
+
+    slug = "rule-violated"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail or reason, reason=reason)
+        self.reason = reason
+
+
 class Unauthorized(PosLedgerError):
     slug = "unauthorized"
     status = 401

@@ -69,6 +69,9 @@ class EntryMeta:
 
 Decide = Callable[[Any, "StoreState", str], list[Posting]]
 Evolve = Callable[[Any, "StoreState", EntryMeta], None]
+#: Server events that follow an accepted event in the same transaction (a conflict
+#: record, a coupon issued after a payment, points earned): (type, data) pairs.
+React = Callable[[Any, "StoreState", EntryMeta], list[tuple[str, dict[str, Any]]]]
 
 
 def no_postings(data: Any, state: StoreState, terminal_id: str) -> list[Posting]:
@@ -77,6 +80,10 @@ def no_postings(data: Any, state: StoreState, terminal_id: str) -> list[Posting]
 
 def no_change(data: Any, state: StoreState, meta: EntryMeta) -> None:
     return None
+
+
+def no_reaction(data: Any, state: StoreState, meta: EntryMeta) -> list[tuple[str, dict[str, Any]]]:
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,8 @@ class EventType:
     #: Changes the store's state; runs on ingest and on every replay, so it only assigns.
     evolve: Evolve = no_change
     origin: Literal["terminal", "server", "any"] = "terminal"
+    #: Runs after `evolve` on ingest only (never on replay: its events are in the log).
+    react: React = no_reaction
 
 
 EVENT_TYPES: dict[str, EventType] = {}

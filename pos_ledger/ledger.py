@@ -32,6 +32,7 @@ from pos_ledger.errors import (
     AlreadyExists,
     BatchTooLarge,
     ConcurrentWriteRetriesExhausted,
+    EventRefused,
     InvalidInput,
     StoreNotFound,
     TerminalNotFound,
@@ -301,25 +302,53 @@ class Ledger(Application[UUID]):
             try:
                 postings = self._decide(state, terminal_id, candidate, revoked)
             except EventRejected as rejected:
+                candidate.rejection = rejected
                 results[candidate.index] = IngestResult(event_id, "rejected", rejected.reason)
                 continue
-            entry = self._apply(state, terminal_id, candidate, postings)
-            appended.append(entry)
-            rows.append(
-                IndexRow(store_id, entry.position, event_id, terminal_id, candidate.body.seq,
-                         candidate.body.type, candidate.digest)
-            )
-            for account, currency_code, amount in postings:
-                sums = deltas.setdefault((account, currency_code), [0, 0])
-                sums[0 if amount > 0 else 1] += abs(amount)
-            indexed[event_id] = IndexedEntry(entry.position, terminal_id, candidate.digest)
-            results[candidate.index] = IngestResult(event_id, "accepted", None, entry.position)
+            position = self._accept(state, terminal_id, candidate, postings, appended, rows, deltas)
+            indexed[event_id] = IndexedEntry(position, terminal_id, candidate.digest)
+            results[candidate.index] = IngestResult(event_id, "accepted", None, position)
         if appended:
             balance_deltas = [
                 BalanceDelta(store_id, account, currency_code, debit, credit)
                 for (account, currency_code), (debit, credit) in deltas.items()
             ]
             self.save(*appended, ledger_rows=rows, balance_deltas=balance_deltas)
+
+    def _accept(
+        self,
+        state: StoreState,
+        terminal_id: str,
+        candidate: _Candidate,
+        postings: list[Posting],
+        appended: list[LedgerEntryRecorded],
+        rows: list[IndexRow],
+        deltas: dict[tuple[str, str], list[int]],
+    ) -> int:
+        """Append an accepted event, then the server events its type reacts with."""
+        assert candidate.event_type is not None
+        entry, meta = self._apply(state, terminal_id, candidate, postings)
+        appended.append(entry)
+        rows.append(IndexRow(state.store_id, entry.position, entry.event_id, terminal_id,
+                             entry.seq, entry.type, candidate.digest))
+        for account, currency_code, amount in postings:
+            sums = deltas.setdefault((account, currency_code), [0, 0])
+            sums[0 if amount > 0 else 1] += abs(amount)
+        for event_type, data in candidate.event_type.react(candidate.data, state, meta):
+            follow = self._server_candidate(state, event_type, data)
+            try:
+                follow_postings = self._decide(state, SERVER_TERMINAL_ID, follow, revoked=False)
+            except EventRejected as rejected:
+                raise AssertionError(f"a reaction to {entry.type} was refused: {rejected}") from None
+            self._accept(state, SERVER_TERMINAL_ID, follow, follow_postings, appended, rows, deltas)
+        return entry.position
+
+    def _server_candidate(self, state: StoreState, event_type: str, data: dict[str, Any]) -> _Candidate:
+        signed = self._sign(state, 0, event_type, data)
+        body = decode_body(signed.body)
+        candidate = _Candidate(-1, body, signed.body, signed.sig, hashlib.sha256(signed.body).digest())
+        candidate.event_type, candidate.data = decode_data(body, SERVER_TERMINAL_ID)
+        return candidate
 
     def _decide(
         self, state: StoreState, terminal_id: str, candidate: _Candidate, revoked: bool
@@ -338,13 +367,13 @@ class Ledger(Application[UUID]):
 
     def _apply(
         self, state: StoreState, terminal_id: str, candidate: _Candidate, postings: list[Posting]
-    ) -> LedgerEntryRecorded:
+    ) -> tuple[LedgerEntryRecorded, EntryMeta]:
         assert candidate.event_type is not None
         position = state.position + 1
         entry_hash = chain_hash(state.head, candidate.raw, candidate.sig)
         meta = EntryMeta(position, terminal_id, candidate.body.id, candidate.body.seq, candidate.body.at)
         state.apply(candidate.event_type, candidate.data, meta, entry_hash)
-        return LedgerEntryRecorded(
+        entry = LedgerEntryRecorded(
             originator_id=segment_id(state.store_id, position),
             originator_version=segment_version(position),
             timestamp=LedgerEntryRecorded.create_timestamp(),
@@ -359,6 +388,7 @@ class Ledger(Application[UUID]):
             hash=entry_hash.hex(),
             postings=encode_postings(postings),
         )
+        return entry, meta
 
     def _append_server_locked(
         self, store_id: str, events: Sequence[tuple[str, dict[str, Any]]]
@@ -379,9 +409,10 @@ class Ledger(Application[UUID]):
         else:
             raise ConcurrentWriteRetriesExhausted(f"store {store_id!r} is contended; retry")
         final = [r for r in results if r is not None]
-        for result in final:
+        for candidate, result in zip(candidates, final, strict=True):
             if result.status == "rejected":
-                raise InvalidInput(f"the server refused its own event: {result.reason}")
+                detail = candidate.rejection.detail if candidate.rejection else ""
+                raise EventRefused(result.reason or "rejected", detail)
         return final
 
     def _sign(self, state: StoreState, offset: int, event_type: str, data: dict[str, Any]) -> SignedEvent:
