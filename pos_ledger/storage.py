@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from psycopg.sql import SQL
 
 from pos_ledger.errors import InvalidInput
 
@@ -185,9 +186,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.sql_create_statements += [
-            _CREATE_ENTRIES.format(blob="BYTEA"),
-            _CREATE_ENTRIES_TERMINAL_INDEX,
-            _CREATE_BALANCES,
+            SQL(_CREATE_ENTRIES.format(blob="BYTEA")),  # type: ignore[arg-type]
+            SQL(_CREATE_ENTRIES_TERMINAL_INDEX),
+            SQL(_CREATE_BALANCES),
         ]
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
