@@ -485,21 +485,24 @@ class Ledger(Application[UUID]):
         return state
 
     def _state(self, store_id: str) -> StoreState:
+        """The cached state, caught up with entries other processes appended since."""
         state = self._states.get(store_id)
         if state is None:
-            state = self._replay(store_id)
-            self._states[store_id] = state
+            state = self._states[store_id] = StoreState(store_id)
+        try:
+            self._catch_up(state)
+        except BaseException:
+            self._states.pop(store_id, None)
+            raise
         return state
 
-    def _replay(self, store_id: str) -> StoreState:
-        """Rebuild a store's state by folding its whole log (the log is the truth)."""
-        state = StoreState(store_id)
-        for entry in self.iter_entries(store_id):
+    def _catch_up(self, state: StoreState) -> None:
+        """Fold the entries after the state's position (all of them for a new state)."""
+        for entry in self.iter_entries(state.store_id, after=state.position):
             body = decode_body(entry.body.encode())
             event_type, data = decode_data(body, entry.terminal_id)
             meta = EntryMeta(entry.position, entry.terminal_id, body.id, body.seq, body.at)
             state.apply(event_type, data, meta, entry.hash)
-        return state
 
     def invalidate(self, store_id: str) -> None:
         """Forget the cached state; the next command reloads it from the log."""
