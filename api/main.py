@@ -16,6 +16,10 @@ from pos_ledger.ledger import Ledger
 def create_app(settings: Settings | None = None, ledger: Ledger | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     ledger = ledger or Ledger(settings.database, settings.server_seed)
+    if settings.redis_url:
+        from projections.fanout import RedisFanout
+
+        ledger.listeners.append(RedisFanout(settings.redis_url))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

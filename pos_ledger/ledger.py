@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import threading
 from functools import lru_cache
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -184,6 +185,9 @@ class Ledger(Application[UUID]):
         self.server_seed = server_seed
         self.server_public_key = _core.ed25519_public_key(server_seed)
         self._states: dict[str, StoreState] = {}
+        #: Called as listener(store_id, position, head) after each commit that appended entries
+        #: (live fan-out, wake-ups). A listener's failure never fails the write: the log is the truth.
+        self.listeners: list[Callable[[str, int, bytes], None]] = []
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -350,6 +354,7 @@ class Ledger(Application[UUID]):
             ]
             # One transaction: the stored events, their index rows and the balance deltas.
             self.recorder.insert_events(appended, ledger_rows=rows, balance_deltas=balance_deltas)
+            self._announce(state)
 
     def _accept(
         self,
@@ -386,6 +391,13 @@ class Ledger(Application[UUID]):
                                hashlib.sha256(signed.body).digest())
         candidate.event_type, candidate.data = decode_data(body, SERVER_TERMINAL_ID)
         return candidate
+
+    def _announce(self, state: StoreState) -> None:
+        for listener in self.listeners:
+            try:
+                listener(state.store_id, state.position, state.head)
+            except Exception:  # a lost wake-up is caught up from the log
+                logging.getLogger(__name__).exception("listener %r failed", listener)
 
     def _decide(
         self, state: StoreState, terminal_id: str, candidate: _Candidate, revoked: bool

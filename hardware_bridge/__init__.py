@@ -1,0 +1,1 @@
+"""Store-side process that follows a store's events over HTTP and drives ESC/POS printers."""

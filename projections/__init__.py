@@ -1,0 +1,1 @@
+"""Read models and live fan-out fed from the event log (the log stays the truth)."""
