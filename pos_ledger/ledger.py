@@ -17,10 +17,10 @@ import base64
 import hashlib
 import logging
 import threading
-from functools import lru_cache
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 

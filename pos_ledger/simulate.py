@@ -75,11 +75,11 @@ class Terminal:
 def random_sale(rng: random.Random, menu: list[MenuEntry], currency: str) -> dict[str, Any]:
     """A plausible basket: 1-4 distinct items, sometimes two of one, an occasional discount."""
     picks = rng.sample(menu, k=min(len(menu), rng.choice((1, 1, 2, 2, 3, 4))))
-    lines = [
+    lines: list[dict[str, Any]] = [
         {"sku": m.sku, "name": m.name, "qty": rng.choice((1, 1, 1, 2)), "unit_price_minor": m.price_minor}
         for m in picks
     ]
-    gross = sum(line["qty"] * line["unit_price_minor"] for line in lines)
+    gross = sum(int(line["qty"]) * int(line["unit_price_minor"]) for line in lines)
     discount = (gross // 10 // 100) * 100 if rng.random() < 0.1 else 0
     total = gross - discount
     method = rng.choices([m for m, _ in TENDER_MIX], weights=[w for _, w in TENDER_MIX])[0]

@@ -185,11 +185,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.sql_create_statements += [
-            SQL(_CREATE_ENTRIES.format(blob="BYTEA")),  # type: ignore[arg-type]
-            SQL(_CREATE_ENTRIES_TERMINAL_INDEX),
-            SQL(_CREATE_BALANCES),
-        ]
+        for statement in (_CREATE_ENTRIES.format(blob="BYTEA"), _CREATE_ENTRIES_TERMINAL_INDEX, _CREATE_BALANCES):
+            self.sql_create_statements.append(SQL(statement).format())
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # Runs inside the same transaction (and pipeline) as the stored events insert.
@@ -202,7 +199,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def _query(self, statement: str, params: Sequence[Any]) -> list[Any]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(statement, params)  # type: ignore[arg-type]
+            curs.execute(SQL(statement).format(), params)  # type: ignore[arg-type]
             return list(curs.fetchall())
 
     def select_indexed(self, store_id: str, event_ids: Sequence[str]) -> dict[str, IndexedEntry]:

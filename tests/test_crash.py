@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pos_ledger.simulate import Client, Terminal, TerminalKey, random_sale, MenuEntry
+from pos_ledger.simulate import Client, MenuEntry, Terminal, TerminalKey, random_sale
 from tests.conftest import ADMIN_TOKEN, SERVER_SEED, free_port
 
 pytestmark = pytest.mark.slow
