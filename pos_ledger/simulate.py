@@ -10,8 +10,10 @@ import base64
 import json
 import random
 import secrets
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -156,29 +158,32 @@ def sell(
     seed: int = 7,
     on_batch: Callable[[int], None] = lambda n: None,
 ) -> dict[str, int]:
-    """Sell `sales` baskets spread over the terminals, posted in batches; counts statuses."""
+    """Sell `sales` baskets over the terminals; each terminal posts its own batches, concurrently.
+
+    Like a real till, a terminal has one batch in flight and resends it until answered.
+    """
     rng = random.Random(seed)
     menu = client.menu(store_id)
     if not menu:
         raise RuntimeError(f"store {store_id!r} has no menu to sell from")
-    pending: dict[str, list[dict[str, str]]] = {t.key.terminal_id: [] for t in terminals}
-    counts: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
-
-    def flush(terminal_id: str) -> None:
-        batch = pending[terminal_id]
-        if batch:
-            answer = client.post_events(store_id, terminal_id, batch)
-            for result in answer["results"]:
-                counts[result["status"]] += 1
-            on_batch(len(batch))
-            pending[terminal_id] = []
-
+    queues: dict[str, list[dict[str, str]]] = {t.key.terminal_id: [] for t in terminals}
     for i, at in enumerate(day_of_sales(rng, day, timezone, sales)):
         terminal = terminals[i % len(terminals)]
-        pending[terminal.key.terminal_id].append(
-            terminal.sign("sale.completed", random_sale(rng, menu, currency), at))
-        if len(pending[terminal.key.terminal_id]) >= batch_size:
-            flush(terminal.key.terminal_id)
-    for terminal_id in pending:
-        flush(terminal_id)
+        queues[terminal.key.terminal_id].append(terminal.sign("sale.completed", random_sale(rng, menu, currency), at))
+    counts: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    lock = threading.Lock()
+
+    def post_all(terminal_id: str) -> None:
+        queue = queues[terminal_id]
+        for start in range(0, len(queue), batch_size):
+            batch = queue[start:start + batch_size]
+            answer = client.post_events(store_id, terminal_id, batch)
+            with lock:
+                for result in answer["results"]:
+                    counts[result["status"]] += 1
+            on_batch(len(batch))
+
+    with ThreadPoolExecutor(max_workers=len(terminals)) as pool:
+        for future in [pool.submit(post_all, terminal_id) for terminal_id in queues]:
+            future.result()
     return counts

@@ -63,7 +63,7 @@ def test_serve_demo_seeds_a_day_of_sales_then_chain_and_audit_agree(tmp_path: Pa
             try:
                 chain = httpx.get(f"{url}/v1/stores/demo/chain", timeout=2)
                 if chain.status_code == 200:
-                    events = httpx.get(f"{url}/v1/stores/demo/events", params={"limit": 1000}).json()["events"]
+                    events = httpx.get(f"{url}/v1/stores/demo/events", params={"limit": 1000}).json()
                     sales = sum('"sale.completed"' in e["body"] for e in events)
                     if sales >= 300:
                         break

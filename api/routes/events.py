@@ -98,25 +98,20 @@ class StoredEventOut(BaseModel):
     hash: str
 
 
-class EventsOut(BaseModel):
-    events: list[StoredEventOut]
-    next_after: int
-
-
-@router.get("/{store_id}/events", response_model=EventsOut)
+@router.get("/{store_id}/events", response_model=list[StoredEventOut])
 def read_events(
     store_id: StoreId,
     ledger: LedgerDep,
+    response: Response,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=READ_EVENTS_MAX)] = 100,
-) -> EventsOut:
+) -> list[StoredEventOut]:
+    """The stored events with position > `after`, in order; `X-Next-After` says where to resume."""
     ledger.store(store_id)
     entries = ledger.read_entries(store_id, after, limit)
-    return EventsOut(
-        events=[
-            StoredEventOut(position=e.position, terminal_id=e.terminal_id, body=e.body,
-                           sig=base64.b64encode(e.sig).decode(), hash=e.hash.hex())
-            for e in entries
-        ],
-        next_after=entries[-1].position if entries else after,
-    )
+    response.headers["X-Next-After"] = str(entries[-1].position if entries else after)
+    return [
+        StoredEventOut(position=e.position, terminal_id=e.terminal_id, body=e.body,
+                       sig=base64.b64encode(e.sig).decode(), hash=e.hash.hex())
+        for e in entries
+    ]
