@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -10,6 +11,7 @@ import msgspec
 from pos_ledger.events import (
     Amount,
     CurrencyCode,
+    EntryMeta,
     EventRejected,
     EventType,
     PositiveCount,
@@ -22,7 +24,7 @@ from pos_ledger.state import StoreState
 
 LINES_MAX = 500
 TENDERS_MAX = 20
-TenderMethod = Literal["cash", "wechat", "alipay", "unionpay", "card"]
+TenderMethod = Literal["cash", "wechat", "alipay", "unionpay", "card", "member_balance"]
 
 #: Debit account per tender method; cash is per terminal (each drawer is counted alone).
 TENDER_ACCOUNTS: dict[str, str] = {
@@ -30,6 +32,8 @@ TENDER_ACCOUNTS: dict[str, str] = {
     "alipay": "asset:psp:alipay",
     "unionpay": "asset:psp:unionpay",
     "card": "asset:card:acquirer",
+    # Settled by the stored_value.spent that the members module appends right after the sale.
+    "member_balance": "clearing:stored_value",
 }
 REVENUE_ACCOUNT = "revenue:sales"
 DISCOUNT_ACCOUNT = "contra:discount:manual"
@@ -109,4 +113,23 @@ def _decide(sale: SaleCompleted, state: StoreState, terminal_id: str) -> list[Po
     return sale_postings(sale, terminal_id)
 
 
-SALE_COMPLETED = register(EventType("sale.completed", SaleCompleted, _decide))
+#: Feature modules (members, coupons) add their own checks and follow-up events here,
+#: so a sale needs no import of them: checks raise EventRejected, reactions return events.
+SALE_CHECKS: list[Callable[[SaleCompleted, StoreState], None]] = []
+SALE_REACTIONS: list[Callable[[SaleCompleted, StoreState, EntryMeta], list[tuple[str, dict[str, Any]]]]] = []
+
+
+def _decide_with_features(sale: SaleCompleted, state: StoreState, terminal_id: str) -> list[Posting]:
+    postings = _decide(sale, state, terminal_id)
+    for check in SALE_CHECKS:
+        check(sale, state)
+    return postings
+
+
+def _react(sale: SaleCompleted, state: StoreState, meta: EntryMeta) -> list[tuple[str, dict[str, Any]]]:
+    return [event for reaction in SALE_REACTIONS for event in reaction(sale, state, meta)]
+
+
+SALE_COMPLETED = register(
+    EventType("sale.completed", SaleCompleted, _decide_with_features, react=_react)
+)
