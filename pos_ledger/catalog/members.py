@@ -183,9 +183,17 @@ class StoredValueRefunded(msgspec.Struct, frozen=True):
 
 
 class StoredValueRechargeRefunded(msgspec.Struct, frozen=True):
+    """Refund of one recharge: its unspent principal goes back, its unspent bonus is voided.
+
+    The amounts are stated (for the receipt and the auditor) and must equal the lot's
+    unspent amounts when decided, so a refund never races a spend unnoticed.
+    """
+
     member_id: Identifier
     recharge_id: RefKey
     currency: CurrencyCode
+    principal_returned_minor: Amount
+    bonus_voided_minor: Amount
 
 
 class PointsEarned(msgspec.Struct, frozen=True):
@@ -602,6 +610,9 @@ def _decide_recharge_refunded(data: StoredValueRechargeRefunded, state: StoreSta
         raise EventRejected("recharge_unknown", f"no recharge {data.recharge_id!r}")
     if lot.refunded:
         raise EventRejected("recharge_already_refunded", f"recharge {data.recharge_id!r} was refunded")
+    if (lot.principal_minor, lot.bonus_left_minor) != (data.principal_returned_minor, data.bonus_voided_minor):
+        raise EventRejected("recharge_changed", f"recharge {data.recharge_id!r} has "
+                            f"{lot.principal_minor} principal and {lot.bonus_left_minor} bonus unspent")
     m, c = data.member_id, data.currency
     postings: list[Posting] = []
     if lot.principal_minor:
