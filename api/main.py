@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import events, menu, stores
+from api.routes import conflicts, coupons, events, members, menu, stores
 from api.settings import Settings
 from pos_ledger.ledger import Ledger
 
@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None) -
     app.include_router(stores.router)
     app.include_router(events.router)
     app.include_router(menu.router)
+    app.include_router(members.router)
+    app.include_router(coupons.router)
+    app.include_router(conflicts.router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
