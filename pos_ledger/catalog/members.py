@@ -79,8 +79,8 @@ STORED_VALUE_CLEARING: Final = "clearing:stored_value"
 REVENUE_ACCOUNT: Final = "revenue:sales"
 RECHARGE_BONUS_EXPENSE: Final = "expense:promotion:recharge_bonus"
 POINTS_DISCOUNT_ACCOUNT: Final = "contra:discount:points"
-POINTS_ISSUED: Final = "memo:points:issued"
-POINTS_REDEEMED: Final = "memo:points:redeemed"
+POINTS_ISSUED_ACCOUNT: Final = "memo:points:issued"
+POINTS_REDEEMED_ACCOUNT: Final = "memo:points:redeemed"
 
 
 def principal_account(member_id: str) -> str:
@@ -649,7 +649,7 @@ def _decide_earned(data: PointsEarned, state: StoreState, terminal_id: str) -> l
     _check_records(member, member.orders)
     if not data.points:
         return []
-    return [(POINTS_ISSUED, POINTS_CURRENCY, data.points),
+    return [(POINTS_ISSUED_ACCOUNT, POINTS_CURRENCY, data.points),
             (points_account(data.member_id), POINTS_CURRENCY, -data.points)]
 
 
@@ -682,7 +682,7 @@ def _decide_points_redeemed(data: PointsRedeemed, state: StoreState, terminal_id
     if data.points > member.points and not _is_fact(data.offline, terminal_id):
         raise EventRejected("insufficient_points", f"{member.points} points, not {data.points}")
     postings: list[Posting] = [(points_account(data.member_id), POINTS_CURRENCY, data.points),
-                               (POINTS_REDEEMED, POINTS_CURRENCY, -data.points)]
+                               (POINTS_REDEEMED_ACCOUNT, POINTS_CURRENCY, -data.points)]
     if data.discount_minor:
         postings += [(POINTS_DISCOUNT_ACCOUNT, data.currency, data.discount_minor),
                      (DISCOUNT_ACCOUNT, data.currency, -data.discount_minor)]
@@ -732,9 +732,9 @@ def _decide_reversed(data: PointsReversed, state: StoreState, terminal_id: str) 
     postings: list[Posting] = []
     if earned_reversed:
         postings += [(points_account(m), POINTS_CURRENCY, earned_reversed),
-                     (POINTS_ISSUED, POINTS_CURRENCY, -earned_reversed)]
+                     (POINTS_ISSUED_ACCOUNT, POINTS_CURRENCY, -earned_reversed)]
     if spent_returned:
-        postings += [(POINTS_REDEEMED, POINTS_CURRENCY, spent_returned),
+        postings += [(POINTS_REDEEMED_ACCOUNT, POINTS_CURRENCY, spent_returned),
                      (points_account(m), POINTS_CURRENCY, -spent_returned)]
     return postings
 
