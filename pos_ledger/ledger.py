@@ -320,6 +320,7 @@ class Ledger(Application[UUID]):
         terminal_id: str,
         candidates: list[_Candidate],
         results: list[IngestResult | None],
+        all_or_nothing: bool = False,
     ) -> None:
         state = self._state(store_id)
         indexed = self.index.select_indexed(store_id, [c.event_id for c in candidates])
@@ -347,6 +348,10 @@ class Ledger(Application[UUID]):
             position = self._accept(state, terminal_id, candidate, postings, appended, rows, deltas)
             indexed[event_id] = IndexedEntry(position, terminal_id, candidate.digest)
             results[candidate.index] = IngestResult(event_id, "accepted", None, position)
+        if all_or_nothing and any(r is not None and r.status != "accepted" for r in results):
+            # A server command is one decision: write none of it (the state took the others: drop it).
+            self._states.pop(store_id, None)
+            return
         if appended:
             balance_deltas = [
                 BalanceDelta(store_id, account, currency_code, debit, credit)
@@ -452,13 +457,17 @@ class Ledger(Application[UUID]):
             results: list[IngestResult | None] = [None] * len(signed)
             candidates = self._prepare(self.server_public_key, SERVER_TERMINAL_ID, signed, results)
             try:
-                self._decide_and_save(store_id, SERVER_TERMINAL_ID, candidates, results)
-                break
+                self._decide_and_save(store_id, SERVER_TERMINAL_ID, candidates, results,
+                                      all_or_nothing=True)
             except IntegrityError:
                 self._states.pop(store_id, None)
+                continue
             except BaseException:
                 self._states.pop(store_id, None)
                 raise
+            if not any(r is not None and r.reason == "seq_not_increasing" for r in results):
+                break
+            # Another process appended server events between signing and deciding: sign again.
         else:
             raise ConcurrentWriteRetriesExhausted(f"store {store_id!r} is contended; retry")
         final = [r for r in results if r is not None]
