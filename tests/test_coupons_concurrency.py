@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 
 from pos_ledger.ledger import Ledger
 from pos_ledger.loyalty import Loyalty
 from tests.conftest import ADMIN_TOKEN, SERVER_SEED, LiveServer
 from tests.loyalty_concurrency import WRITERS, race_processes, race_threads
-from tests.loyalty_support import STORE, campaign, issue, ok, register
+from tests.loyalty_support import NOW, STORE, campaign, issue, ok, register
 
 
 def test_fifty_threads_redeem_one_coupon_over_http(live_server: LiveServer, admin: httpx.Client) -> None:
@@ -39,9 +41,6 @@ def test_fifty_processes_redeem_one_coupon(database: str) -> None:
         loyalty = Loyalty(ledger)
         ledger.open_store(STORE, "S", "CNY", "Asia/Shanghai")
         loyalty.register_member(STORE, member_id="alice", name="", phone="")
-        from tests.loyalty_support import NOW
-        from datetime import timedelta
-
         loyalty.create_campaign(STORE, {"campaign_id": "c1", "name": "100-20", "kind": "cash_off",
                                         "threshold_minor": 10_000, "off_minor": 2_000, "quota_total": 10,
                                         "valid_from": (NOW - timedelta(days=1)).isoformat(),
