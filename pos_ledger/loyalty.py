@@ -179,11 +179,12 @@ class Loyalty:
         lot = self.member(store_id, member_id).lots.get(recharge_id)
         if lot is None:
             raise NotFound(f"no recharge {recharge_id!r} for member {member_id!r}")
+        principal, bonus = lot.principal_minor, lot.bonus_left_minor
         data = {"member_id": member_id, "recharge_id": recharge_id,
                 "currency": self.state(store_id).currency,
-                "principal_returned_minor": lot.principal_minor, "bonus_voided_minor": lot.bonus_left_minor}
+                "principal_returned_minor": principal, "bonus_voided_minor": bonus}
         self.ledger.append_server_events(store_id, [("stored_value.recharge_refunded", data)])
-        return lot, data["principal_returned_minor"], data["bonus_voided_minor"]
+        return lot, principal, bonus
 
     def spend(self, store_id: str, member_id: str, *, spend_id: str, amount_minor: int,
               currency: str, order_ref: str) -> tuple[Spend, bool]:
@@ -213,11 +214,12 @@ class Loyalty:
         order = member.orders.get(order_ref)
         if order is None or not order.earned_recorded:
             program = members_of(self.state(store_id)).program
+            points = amount_minor // program.earn_minor_per_point
             data = {"member_id": member_id, "order_ref": order_ref, "base_minor": amount_minor,
-                    "points": amount_minor // program.earn_minor_per_point}
+                    "points": points}
             try:
                 self.ledger.append_server_events(store_id, [("points.earned", data)])
-                return int(data["points"]), True
+                return points, True
             except EventRefused as refused:
                 if refused.reason != "points_already_earned":
                     raise
