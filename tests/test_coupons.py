@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from pos_ledger import _core
+from pos_ledger.ledger import Ledger
 from pos_ledger.simulate import Client, Terminal, TerminalKey
 from tests.loyalty_support import (
     NOW,
@@ -217,3 +218,36 @@ def test_an_offline_redemption_after_expiry_is_a_conflict(shop: tuple[Client, Te
     assert [c["kind"] for c in ok(admin.get(f"/v1/stores/{STORE}/conflicts"))] == ["coupon_redeemed_expired"]
     assert ok(admin.get(f"/v1/stores/{STORE}/campaigns/short"))["redeemed"] == 0
     configure(admin)
+
+
+def test_expiry_is_derived_from_time_not_from_a_job(ledger: Ledger) -> None:
+    from pos_ledger.catalog.coupons import BasketLine
+    from pos_ledger.errors import EventRefused
+    from pos_ledger.loyalty import Loyalty
+
+    loyalty = Loyalty(ledger)
+    ledger.open_store(STORE, "S", "CNY", "UTC")
+    loyalty.register_member(STORE, member_id="alice", name="", phone="")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    loyalty.create_campaign(STORE, {"campaign_id": "jan", "name": "January", "kind": "cash_off",
+                                    "off_minor": 500, "quota_total": 10, "coupon_valid_seconds": 7 * 86_400,
+                                    "valid_from": start.isoformat(),
+                                    "valid_until": (start + timedelta(days=31)).isoformat()})
+    issued_at = start + timedelta(days=28)
+    coupon = loyalty.issue_coupon(STORE, "jan", member_id="alice", now=issued_at)
+    assert coupon.expires_at == start + timedelta(days=31)  # the campaign ends before the 7 days do
+    basket = [BasketLine("LATTE", 1, 2_800)]
+    assert [a.saving_minor for a in loyalty.best_coupons(STORE, "alice", basket, now=issued_at)] == [500]
+    assert loyalty.best_coupons(STORE, "alice", basket, now=coupon.expires_at) == []
+    for now, reason in ((coupon.expires_at, "coupon_expired"), (start - timedelta(seconds=1), "coupon_not_yet_valid")):
+        try:
+            loyalty.redeem_coupon(STORE, coupon.coupon_id, redemption_id=f"r-{reason}", order_ref="o1",
+                                  lines=basket, subtotal_minor=None, now=now)
+        except EventRefused as refused:
+            assert refused.reason == reason
+        else:
+            raise AssertionError("an expired coupon was redeemed")
+    _, redemption, created = loyalty.redeem_coupon(STORE, coupon.coupon_id, redemption_id="ok", order_ref="o1",
+                                                   lines=basket, subtotal_minor=None,
+                                                   now=coupon.expires_at - timedelta(seconds=1))
+    assert created and redemption.discount_minor == 500

@@ -10,6 +10,9 @@ Decisions, written down once:
 * **Spending order**: principal first, then bonus; within each, oldest recharge
   first. The allocation is derived from the state by `allocate` (deterministic,
   so replay gives the same split) and is what the postings debit.
+* **Refunding an order paid from stored value** (`stored_value.refunded`) puts
+  the money back into the lots the spend took it from, principal first, and
+  never more than the spend covered (a shortfall stays a receivable).
 * **Refunding a recharge** returns only that lot's unspent principal (credited to
   the tender it came in by) and voids that lot's unspent bonus (back to the
   expense). Once per recharge.
