@@ -7,18 +7,23 @@ refused with a 409 problem and nothing is written. Retrying a command with the
 same idempotency key (`recharge_id`, `spend_id`, `redemption_id`, `refund_id`,
 `order_ref` for points) answers what was recorded, never applies it twice.
 
-Signed tokens (QR codes), verifiable offline with the server's public key:
-kind 1 = coupon (token id = the coupon id, expiry = the coupon's), kind 2 =
-member card (token id = the card id, short-lived so a screenshot goes stale),
-kind 3 = store QR (payload `join:{store}` opens a card, `claim:{store}:{campaign}`
-claims a coupon). The payload always names the store, so a token from one
-store is refused by another. For coupons the server checks only the signature
-of a token; whether the coupon is still valid is decided from the log
-(expired, void, redeemed), which is the truth.
+Signed tokens (QR codes, `_core.token_sign`), verifiable offline with the
+server's public key. A token carries a 16-byte id and at most 32 payload bytes,
+so ids that can be 64 characters long travel as tags (the first bytes of a
+SHA-256): the payload always starts with the store's 8-byte tag, so a token of
+one store is refused by another.
+kind 1 = coupon: id = the coupon id, payload = store tag, expiry = the coupon's.
+kind 2 = member card: id = the card id (`member.registered`), payload = store
+tag; short-lived (`CARD_TOKEN_TTL_S`) so a screenshot goes stale.
+kind 3 = store QR: payload `join` + store tag opens a card (random id);
+payload `claim` + store tag claims a coupon of the campaign whose tag is the id.
+For coupons the server checks only the signature of a token; whether the coupon
+is still valid is decided from the log (expired, void, redeemed), the truth.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,8 +144,8 @@ class Loyalty:
                         join_token: str | None = None, now: datetime | None = None) -> Member:
         source = "cashier"
         if join_token is not None:
-            payload = self._verify_store_token(store_id, join_token, now or utc_now())
-            if payload != f"join:{store_id}":
+            _, payload = self._verify_store_token(store_id, join_token, now or utc_now())
+            if payload != b"join" + store_tag(store_id):
                 raise TokenInvalid("this QR is not the store's membership QR")
             source = "qr_join"
         member_id = member_id or f"m{secrets.token_hex(8)}"
@@ -309,12 +314,15 @@ class Loyalty:
                      now: datetime | None = None) -> Coupon:
         """The customer scanned a campaign's claim QR: issue them one coupon (limits apply)."""
         now = now or utc_now()
-        payload = self._verify_store_token(store_id, claim_token, now)
-        prefix = f"claim:{store_id}:"
-        if not payload.startswith(prefix):
+        token_id, payload = self._verify_store_token(store_id, claim_token, now)
+        if payload != b"claim" + store_tag(store_id):
             raise TokenInvalid("this QR is not a coupon claim QR of this store")
-        return self.issue_coupon(store_id, payload[len(prefix):], member_id=member_id,
-                                 source="qr_claim", cause="qr_claim", now=now)
+        campaigns = coupons_of(self.state(store_id)).campaigns
+        found = [c for c in campaigns if campaign_tag(c) == token_id]
+        if not found:
+            raise CampaignNotFound("the claim QR names no campaign of this store")
+        return self.issue_coupon(store_id, found[0], member_id=member_id, source="qr_claim",
+                                 cause="qr_claim", now=now)
 
     def void_coupon(self, store_id: str, coupon_id: str, reason: str) -> Coupon:
         self.coupon(store_id, coupon_id)
@@ -328,7 +336,7 @@ class Loyalty:
             return code
         # Signature only (time 0): expiry, void and redemption are decided from the log.
         kind, _, token_id, payload = self._verify(store_id, code, 0)
-        if kind != TOKEN_KIND_COUPON or payload != store_id.encode():
+        if kind != TOKEN_KIND_COUPON or payload != store_tag(store_id):
             raise TokenInvalid("this QR is not a coupon of this store")
         return bytes(token_id).hex()
 
@@ -403,49 +411,49 @@ class Loyalty:
     def coupon_token(self, store_id: str, coupon: Coupon) -> str:
         expires_at = int(coupon.expires_at.timestamp())
         return str(_core.token_sign(self.ledger.server_seed, TOKEN_KIND_COUPON, expires_at,
-                                    bytes.fromhex(coupon.coupon_id), store_id.encode()))
+                                    bytes.fromhex(coupon.coupon_id), store_tag(store_id)))
 
     def card_token(self, store_id: str, member: Member, now: datetime | None = None) -> tuple[str, int]:
         expires_at = int((now or utc_now()).timestamp()) + CARD_TOKEN_TTL_S
         token = _core.token_sign(self.ledger.server_seed, TOKEN_KIND_MEMBER_CARD, expires_at,
-                                 bytes.fromhex(member.card_id), f"{store_id}/{member.member_id}".encode())
+                                 bytes.fromhex(member.card_id), store_tag(store_id))
         return str(token), expires_at
 
     def member_of_card(self, store_id: str, token: str, now: datetime | None = None) -> Member:
         """What a terminal does offline with the server key: verify a member card QR."""
         kind, _, token_id, payload = self._verify(store_id, token, int((now or utc_now()).timestamp()))
-        store, _, member_id = bytes(payload).decode(errors="replace").partition("/")
-        if kind != TOKEN_KIND_MEMBER_CARD or store != store_id:
+        if kind != TOKEN_KIND_MEMBER_CARD or payload != store_tag(store_id):
             raise TokenInvalid("this QR is not a member card of this store")
-        member = self.member(store_id, member_id)
-        if member.card_id != bytes(token_id).hex():
-            raise TokenInvalid("the card does not match the member")
-        return member
+        member_id = members_of(self.state(store_id)).cards.get(token_id.hex())
+        if member_id is None:
+            raise MemberNotFound("no member holds this card")
+        return self.member(store_id, member_id)
 
-    def store_token(self, store_id: str, purpose: str, expires_at: int) -> str:
-        """A store QR: `join:{store}` (membership) or `claim:{store}:{campaign}` (coupon claim)."""
+    def store_token(self, store_id: str, token_id: bytes, purpose: bytes, expires_at: int) -> str:
+        """A store QR: purpose `join` (membership) or `claim` (a coupon of campaign `token_id`)."""
         self.state(store_id)
-        token = _core.token_sign(self.ledger.server_seed, TOKEN_KIND_STORE, expires_at,
-                                 secrets.token_bytes(16), purpose.encode())
+        token = _core.token_sign(self.ledger.server_seed, TOKEN_KIND_STORE, expires_at, token_id,
+                                 purpose + store_tag(store_id))
         return str(token)
 
     def join_token(self, store_id: str, valid_s: int = STORE_TOKEN_TTL_S_DEFAULT,
                    now: datetime | None = None) -> tuple[str, int]:
         expires_at = int((now or utc_now()).timestamp()) + min(valid_s, STORE_TOKEN_TTL_S_MAX)
-        return self.store_token(store_id, f"join:{store_id}", expires_at), expires_at
+        return self.store_token(store_id, secrets.token_bytes(16), b"join", expires_at), expires_at
 
     def claim_token(self, store_id: str, campaign_id: str) -> tuple[str, int]:
         spec = self.campaign(store_id, campaign_id).spec
         if spec.issue_rule != "qr_claim":
             raise InvalidInput(f"campaign {campaign_id!r} is issued by {spec.issue_rule}, not qr_claim")
         expires_at = int(spec.valid_until.timestamp())
-        return self.store_token(store_id, f"claim:{store_id}:{campaign_id}", expires_at), expires_at
+        token = self.store_token(store_id, campaign_tag(campaign_id), b"claim", expires_at)
+        return token, expires_at
 
-    def _verify_store_token(self, store_id: str, token: str, now: datetime) -> str:
-        kind, _, _, payload = self._verify(store_id, token, int(now.timestamp()))
+    def _verify_store_token(self, store_id: str, token: str, now: datetime) -> tuple[bytes, bytes]:
+        kind, _, token_id, payload = self._verify(store_id, token, int(now.timestamp()))
         if kind != TOKEN_KIND_STORE:
             raise TokenInvalid("this QR is not a store QR")
-        return bytes(payload).decode(errors="replace")
+        return token_id, payload
 
     def _verify(self, store_id: str, token: str, now_s: int) -> tuple[int, int, bytes, bytes]:
         public_key = self.state(store_id).server_public_key
@@ -454,6 +462,16 @@ class Loyalty:
         except ValueError as error:  # _core.TokenError subclasses ValueError
             raise TokenInvalid(f"the QR token does not verify: {error}") from None
         return int(kind), int(expires_at), bytes(token_id), bytes(payload)
+
+
+def store_tag(store_id: str) -> bytes:
+    """8 bytes naming the store inside a token's 32-byte payload."""
+    return hashlib.sha256(b"pos-ledger/store/" + store_id.encode()).digest()[:8]
+
+
+def campaign_tag(campaign_id: str) -> bytes:
+    """16 bytes naming a campaign as a claim QR's token id."""
+    return hashlib.sha256(b"pos-ledger/campaign/" + campaign_id.encode()).digest()[:16]
 
 
 def basket(lines: list[dict[str, Any]]) -> list[BasketLine]:

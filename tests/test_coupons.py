@@ -11,6 +11,7 @@ import httpx
 
 from pos_ledger import _core
 from pos_ledger.ledger import Ledger
+from pos_ledger.loyalty import store_tag
 from pos_ledger.simulate import Client, Terminal, TerminalKey
 from tests.loyalty_support import (
     NOW,
@@ -67,7 +68,7 @@ def test_a_coupon_is_written_off_once_by_scanning_its_qr(shop: tuple[Client, Ter
     coupon = issue(admin, "c1", "alice")
     public_key = base64.b64decode(ok(admin.get(f"/v1/stores/{STORE}"))["server_public_key"])
     kind, expires_at, token_id, payload = _core.token_verify(public_key, coupon["token"], int(time.time()))
-    assert (kind, bytes(token_id).hex(), bytes(payload)) == (1, coupon["coupon_id"], b"s1")
+    assert (kind, bytes(token_id).hex(), bytes(payload)) == (1, coupon["coupon_id"], store_tag("s1"))
     assert expires_at == int(datetime.fromisoformat(coupon["expires_at"]).timestamp())
     svg = admin.get(f"/v1/stores/{STORE}/coupons/{coupon['coupon_id']}/qr.svg")
     assert svg.status_code == 200 and "<svg" in svg.text

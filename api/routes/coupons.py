@@ -13,7 +13,7 @@ from api.routes.members import IdPattern, RefPattern, TokenOut, _public_key, loy
 from api.routes.stores import StoreId
 from pos_ledger import _core
 from pos_ledger.catalog.coupons import BasketLine, Campaign, Coupon, coupons_of
-from pos_ledger.loyalty import BASKET_LINES_MAX, Applicable, Loyalty
+from pos_ledger.loyalty import BASKET_LINES_MAX, Applicable, Loyalty, store_tag
 
 router = APIRouter(prefix="/v1/stores", tags=["coupons"])
 
@@ -187,7 +187,8 @@ def issue_coupon(store_id: StoreId, campaign_id: CampaignId, payload: IssueIn, r
 def claim_qr(store_id: StoreId, campaign_id: CampaignId, request: Request, _: AdminDep) -> TokenOut:
     service = loyalty(request)
     token, expires_at = service.claim_token(store_id, campaign_id)
-    return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id))
+    return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id),
+                    store_tag=store_tag(store_id).hex())
 
 
 @router.get("/{store_id}/campaigns/{campaign_id}/claim-qr.svg", response_class=Response)

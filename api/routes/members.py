@@ -12,7 +12,7 @@ from api.deps import AdminDep, LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger import _core
 from pos_ledger.catalog.members import Member, members_of
-from pos_ledger.loyalty import STORE_TOKEN_TTL_S_MAX, Loyalty
+from pos_ledger.loyalty import STORE_TOKEN_TTL_S_MAX, Loyalty, store_tag
 
 router = APIRouter(prefix="/v1/stores", tags=["members"])
 
@@ -61,6 +61,8 @@ class MemberIn(BaseModel):
 
 class MemberOut(BaseModel):
     member_id: str
+    #: Hex token id of the member's card QR, for terminals that verify cards offline.
+    card_id: str
     name: str
     phone: str
     source: str
@@ -165,6 +167,8 @@ class TokenOut(BaseModel):
     expires_at: int
     #: The server public key (base64) a terminal verifies the token with, offline.
     server_public_key: str
+    #: Hex of the 8-byte store tag every token of this store carries first in its payload.
+    store_tag: str
 
 
 class CardVerifyIn(BaseModel):
@@ -173,7 +177,7 @@ class CardVerifyIn(BaseModel):
 
 def member_out(loyalty_: Loyalty, store_id: str, member: Member) -> MemberOut:
     return MemberOut(
-        member_id=member.member_id, name=member.name, phone=member.phone, source=member.source,
+        member_id=member.member_id, card_id=member.card_id, name=member.name, phone=member.phone, source=member.source,
         registered_at=member.registered_at, tier=member.tier,
         currency=loyalty_.state(store_id).currency, balance_minor=member.balance_minor,
         principal_minor=member.principal_minor, bonus_minor=member.bonus_minor,
@@ -218,7 +222,8 @@ def get_member(store_id: StoreId, member_id: MemberId, request: Request, _: Admi
 def member_card(store_id: StoreId, member_id: MemberId, request: Request, _: AdminDep) -> TokenOut:
     service = loyalty(request)
     token, expires_at = service.card_token(store_id, service.member(store_id, member_id))
-    return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id))
+    return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id),
+                    store_tag=store_tag(store_id).hex())
 
 
 @router.get("/{store_id}/members/{member_id}/card.svg", response_class=Response)
@@ -239,7 +244,8 @@ def join_qr(store_id: StoreId, request: Request, _: AdminDep,
             valid_s: Annotated[int, Query(ge=60, le=STORE_TOKEN_TTL_S_MAX)] = 365 * 86_400) -> TokenOut:
     service = loyalty(request)
     token, expires_at = service.join_token(store_id, valid_s)
-    return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id))
+    return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id),
+                    store_tag=store_tag(store_id).hex())
 
 
 @router.get("/{store_id}/join-qr.svg", response_class=Response)
