@@ -62,6 +62,8 @@ CARD_TOKEN_TTL_S: Final = 300
 STORE_TOKEN_TTL_S_DEFAULT: Final = 365 * 86_400
 STORE_TOKEN_TTL_S_MAX: Final = 10 * 366 * 86_400
 BASKET_LINES_MAX: Final = 500
+#: Tokens carry expiry as unsigned 32-bit unix seconds (year 2106).
+TOKEN_EXPIRES_AT_MAX: Final = 2**32 - 1
 
 
 class MemberNotFound(NotFound):
@@ -409,7 +411,7 @@ class Loyalty:
     # ---- signed tokens ----
 
     def coupon_token(self, store_id: str, coupon: Coupon) -> str:
-        expires_at = int(coupon.expires_at.timestamp())
+        expires_at = min(int(coupon.expires_at.timestamp()), TOKEN_EXPIRES_AT_MAX)
         return str(_core.token_sign(self.ledger.server_seed, TOKEN_KIND_COUPON, expires_at,
                                     bytes.fromhex(coupon.coupon_id), store_tag(store_id)))
 
@@ -445,7 +447,7 @@ class Loyalty:
         spec = self.campaign(store_id, campaign_id).spec
         if spec.issue_rule != "qr_claim":
             raise InvalidInput(f"campaign {campaign_id!r} is issued by {spec.issue_rule}, not qr_claim")
-        expires_at = int(spec.valid_until.timestamp())
+        expires_at = min(int(spec.valid_until.timestamp()), TOKEN_EXPIRES_AT_MAX)
         token = self.store_token(store_id, campaign_tag(campaign_id), b"claim", expires_at)
         return token, expires_at
 
