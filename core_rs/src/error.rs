@@ -7,6 +7,9 @@ pub enum CoreError {
     /// Input that does not parse or breaks a documented limit; `position` is a
     /// character (EMV) or byte offset where the problem starts, when there is one.
     Invalid { message: String, position: Option<usize> },
+    /// A signed token that must be refused (bad encoding, truncated, unknown version,
+    /// bad signature or wrong key, expired); Python sees `TokenError`.
+    Token { message: String },
 }
 
 impl CoreError {
@@ -16,6 +19,9 @@ impl CoreError {
     pub fn at(message: impl Into<String>, position: usize) -> Self {
         CoreError::Invalid { message: message.into(), position: Some(position) }
     }
+    pub fn token(message: impl Into<String>) -> Self {
+        CoreError::Token { message: message.into() }
+    }
 }
 
 impl fmt::Display for CoreError {
@@ -23,6 +29,7 @@ impl fmt::Display for CoreError {
         match self {
             CoreError::Invalid { message, position: Some(p) } => write!(f, "{message} (at position {p})"),
             CoreError::Invalid { message, position: None } => write!(f, "{message}"),
+            CoreError::Token { message } => write!(f, "{message}"),
         }
     }
 }

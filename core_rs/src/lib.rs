@@ -3,7 +3,11 @@
 //! Table of contents: every module but `py` is pure Rust and knows nothing of Python.
 //! `py` holds the `#[pyfunction]` wrappers and the one `CoreError -> PyErr` conversion.
 
+pub mod chain;
 pub mod error;
+pub mod fold;
+pub mod sig;
+pub mod token;
 mod py;
 
 use pyo3::prelude::*;

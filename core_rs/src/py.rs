@@ -1,8 +1,262 @@
 //! PyO3 wrappers: the only module that knows about Python.
 
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::error::CoreError;
+use crate::{chain, fold, sig, token};
+
+create_exception!(
+    _core,
+    TokenError,
+    PyValueError,
+    "A signed token was refused: bad prefix or encoding, truncated, unknown version, bad signature or wrong key, expired."
+);
+
+/// The one `CoreError -> PyErr` conversion.
+fn to_py_err(error: CoreError) -> PyErr {
+    match error {
+        CoreError::Invalid { .. } => PyValueError::new_err(error.to_string()),
+        CoreError::Token { .. } => TokenError::new_err(error.to_string()),
+    }
+}
+
+/// Every item of a sequence of `bytes`, kept alive by the returned handles so their buffers
+/// can be read with the GIL released (`bytes` is immutable).
+fn bytes_items<'py>(items: &Bound<'py, PyAny>, name: &str) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let mut out = Vec::with_capacity(items.len().unwrap_or(0));
+    for (i, item) in items.try_iter()?.enumerate() {
+        let item = item?;
+        let bytes = item.cast_into::<PyBytes>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!("{name}[{i}] must be bytes"))
+        })?;
+        out.push(bytes);
+    }
+    Ok(out)
+}
+
+fn slices<'a>(items: &'a [Bound<'_, PyBytes>]) -> Vec<&'a [u8]> {
+    items.iter().map(|b| b.as_bytes()).collect()
+}
+
+#[pyfunction]
+#[pyo3(signature = (public_keys, messages, signatures, *, threads = None))]
+fn ed25519_verify_batch(
+    py: Python<'_>,
+    public_keys: &Bound<'_, PyAny>,
+    messages: &Bound<'_, PyAny>,
+    signatures: &Bound<'_, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Vec<bool>> {
+    let (keys, messages, signatures) = (
+        bytes_items(public_keys, "public_keys")?,
+        bytes_items(messages, "messages")?,
+        bytes_items(signatures, "signatures")?,
+    );
+    let (keys, messages, signatures) = (slices(&keys), slices(&messages), slices(&signatures));
+    let threads = threads.unwrap_or_else(sig::default_threads);
+    py.detach(|| sig::verify_batch(&keys, &messages, &signatures, threads))
+        .map_err(to_py_err)
+}
+
+#[pyfunction]
+fn ed25519_public_key_is_weak(public_key: &[u8]) -> bool {
+    sig::public_key_is_weak(public_key)
+}
+
+#[pyfunction]
+fn ed25519_sign<'py>(
+    py: Python<'py>,
+    seed32: &[u8],
+    message: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &sig::sign(seed32, message).map_err(to_py_err)?,
+    ))
+}
+
+#[pyfunction]
+fn ed25519_public_key<'py>(py: Python<'py>, seed32: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &sig::public_key(seed32).map_err(to_py_err)?,
+    ))
+}
+
+#[pyfunction]
+fn chain_extend<'py>(
+    py: Python<'py>,
+    head: &[u8],
+    bodies: &Bound<'py, PyAny>,
+    sigs: &Bound<'py, PyAny>,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let (bodies, sigs) = (bytes_items(bodies, "bodies")?, bytes_items(sigs, "sigs")?);
+    let (bodies, sigs) = (slices(&bodies), slices(&sigs));
+    let hashes = py
+        .detach(|| chain::extend(head, &bodies, &sigs))
+        .map_err(to_py_err)?;
+    Ok(hashes.iter().map(|h| PyBytes::new(py, h)).collect())
+}
+
+#[pyfunction]
+fn chain_verify<'py>(
+    py: Python<'py>,
+    head: &[u8],
+    bodies: &Bound<'py, PyAny>,
+    sigs: &Bound<'py, PyAny>,
+    hashes: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyBytes>, Option<usize>)> {
+    let (bodies, sigs, hashes) = (
+        bytes_items(bodies, "bodies")?,
+        bytes_items(sigs, "sigs")?,
+        bytes_items(hashes, "hashes")?,
+    );
+    let (bodies, sigs, hashes) = (slices(&bodies), slices(&sigs), slices(&hashes));
+    let (last, mismatch) = py
+        .detach(|| chain::verify(head, &bodies, &sigs, &hashes))
+        .map_err(to_py_err)?;
+    Ok((PyBytes::new(py, &last), mismatch))
+}
+
+/// Streaming auditor fold; see `fold.rs` for the postings grammar and the checks.
+#[pyclass(name = "LedgerFolder", module = "pos_ledger._core")]
+struct LedgerFolder {
+    inner: fold::Folder,
+}
+
+#[pymethods]
+impl LedgerFolder {
+    #[new]
+    #[pyo3(signature = (head = &[0u8; chain::HASH_BYTES][..], position = 0))]
+    fn new(head: &[u8], position: u64) -> PyResult<Self> {
+        Ok(LedgerFolder {
+            inner: fold::Folder::new(head, position).map_err(to_py_err)?,
+        })
+    }
+
+    fn feed(
+        &mut self,
+        py: Python<'_>,
+        bodies: &Bound<'_, PyAny>,
+        sigs: &Bound<'_, PyAny>,
+        hashes: &Bound<'_, PyAny>,
+        postings: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let (bodies, sigs) = (bytes_items(bodies, "bodies")?, bytes_items(sigs, "sigs")?);
+        let (hashes, postings) = (
+            bytes_items(hashes, "hashes")?,
+            bytes_items(postings, "postings")?,
+        );
+        let (bodies, sigs, hashes, postings) = (
+            slices(&bodies),
+            slices(&sigs),
+            slices(&hashes),
+            slices(&postings),
+        );
+        let inner = &mut self.inner;
+        py.detach(|| inner.feed(&bodies, &sigs, &hashes, &postings))
+            .map_err(to_py_err)
+    }
+
+    fn feed_packed(&mut self, py: Python<'_>, buffer: &[u8]) -> PyResult<()> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.feed_packed(buffer)).map_err(to_py_err)
+    }
+
+    #[getter]
+    fn head<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.head)
+    }
+
+    #[getter]
+    fn position(&self) -> u64 {
+        self.inner.position
+    }
+
+    #[getter]
+    fn first_error(&self) -> Option<(u64, &'static str)> {
+        self.inner
+            .first_error
+            .map(|(position, error)| (position, error.reason()))
+    }
+
+    fn balances<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (key, value) in self.inner.balances() {
+            dict.set_item(key, value)?;
+        }
+        Ok(dict)
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (seed32, kind, expires_at, token_id, payload = &b""[..]))]
+fn token_sign(
+    seed32: &[u8],
+    kind: i64,
+    expires_at: i64,
+    token_id: &[u8],
+    payload: &[u8],
+) -> PyResult<String> {
+    let kind = u8::try_from(kind)
+        .map_err(|_| PyValueError::new_err(format!("token kind is 1..=255, got {kind}")))?;
+    let expires_at = u32::try_from(expires_at).map_err(|_| {
+        PyValueError::new_err(format!(
+            "expires_at is 0..=4294967295 unix seconds, got {expires_at}"
+        ))
+    })?;
+    let id: [u8; token::ID_BYTES] = token_id.try_into().map_err(|_| {
+        PyValueError::new_err(format!(
+            "token_id has {} bytes, got {}",
+            token::ID_BYTES,
+            token_id.len()
+        ))
+    })?;
+    let token = token::Token {
+        kind,
+        expires_at,
+        id,
+        payload: payload.to_vec(),
+    };
+    token::sign(seed32, &token).map_err(to_py_err)
+}
+
+#[pyfunction]
+fn token_verify<'py>(
+    py: Python<'py>,
+    public_key: &[u8],
+    token: &str,
+    now: i64,
+) -> PyResult<(u8, u32, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    let token = token::verify(public_key, token, now).map_err(to_py_err)?;
+    Ok((
+        token.kind,
+        token.expires_at,
+        PyBytes::new(py, &token.id),
+        PyBytes::new(py, &token.payload),
+    ))
+}
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    register_sig_chain_fold_token(m)?;
+    Ok(())
+}
+
+/// Signatures, chain, fold and tokens.
+fn register_sig_chain_fold_token(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("TokenError", m.py().get_type::<TokenError>())?;
+    m.add_function(wrap_pyfunction!(ed25519_verify_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(ed25519_public_key_is_weak, m)?)?;
+    m.add_function(wrap_pyfunction!(ed25519_sign, m)?)?;
+    m.add_function(wrap_pyfunction!(ed25519_public_key, m)?)?;
+    m.add_function(wrap_pyfunction!(chain_extend, m)?)?;
+    m.add_function(wrap_pyfunction!(chain_verify, m)?)?;
+    m.add_class::<LedgerFolder>()?;
+    m.add_function(wrap_pyfunction!(token_sign, m)?)?;
+    m.add_function(wrap_pyfunction!(token_verify, m)?)?;
     Ok(())
 }
