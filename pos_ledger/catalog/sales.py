@@ -36,6 +36,8 @@ TENDER_ACCOUNTS: dict[str, str] = {
     "member_balance": "clearing:stored_value",
 }
 REVENUE_ACCOUNT = "revenue:sales"
+#: Money a captured payment brought in before a sale applied it (pos_ledger.catalog.payments).
+UNAPPLIED_PAYMENTS_ACCOUNT = "liability:unapplied_payments"
 DISCOUNT_ACCOUNT = "contra:discount:manual"
 
 
@@ -54,6 +56,9 @@ class Tender(msgspec.Struct, frozen=True):
     method: TenderMethod
     amount_minor: Amount
     change_minor: Amount = 0
+    #: A payment taken through the payments API (already captured): the sale applies it
+    #: instead of debiting the tender's asset again.
+    payment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class SaleCompleted(msgspec.Struct, frozen=True):
@@ -98,6 +103,8 @@ def sale_postings(sale: SaleCompleted, terminal_id: str) -> list[Posting]:
         net = tender.amount_minor - tender.change_minor
         if net:
             account = cash_account(terminal_id) if tender.method == "cash" else TENDER_ACCOUNTS[tender.method]
+            if tender.payment_id is not None:
+                account = UNAPPLIED_PAYMENTS_ACCOUNT
             postings.append((account, currency_code, net))
     if sale.discount_minor:
         postings.append((DISCOUNT_ACCOUNT, currency_code, sale.discount_minor))
@@ -117,6 +124,8 @@ def _decide(sale: SaleCompleted, state: StoreState, terminal_id: str) -> list[Po
 #: so a sale needs no import of them: checks raise EventRejected, reactions return events.
 SALE_CHECKS: list[Callable[[SaleCompleted, StoreState], None]] = []
 SALE_REACTIONS: list[Callable[[SaleCompleted, StoreState, EntryMeta], list[tuple[str, dict[str, Any]]]]] = []
+#: State changes of feature modules (the shift's drawer and totals); they run on replay too, so only assign.
+SALE_EVOLVERS: list[Callable[[SaleCompleted, StoreState, EntryMeta], None]] = []
 
 
 def _decide_with_features(sale: SaleCompleted, state: StoreState, terminal_id: str) -> list[Posting]:
@@ -126,10 +135,15 @@ def _decide_with_features(sale: SaleCompleted, state: StoreState, terminal_id: s
     return postings
 
 
+def _evolve(sale: SaleCompleted, state: StoreState, meta: EntryMeta) -> None:
+    for evolve in SALE_EVOLVERS:
+        evolve(sale, state, meta)
+
+
 def _react(sale: SaleCompleted, state: StoreState, meta: EntryMeta) -> list[tuple[str, dict[str, Any]]]:
     return [event for reaction in SALE_REACTIONS for event in reaction(sale, state, meta)]
 
 
 SALE_COMPLETED = register(
-    EventType("sale.completed", SaleCompleted, _decide_with_features, react=_react)
+    EventType("sale.completed", SaleCompleted, _decide_with_features, _evolve, react=_react)
 )
