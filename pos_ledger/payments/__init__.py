@@ -1,0 +1,1 @@
+"""Taking payment: provider interface, the sandbox aggregator, the cashier's payment commands."""
