@@ -189,7 +189,7 @@ impl Folder {
         // Check every new balance before changing any, so a refused event leaves no trace.
         let mut updated: Vec<i128> = Vec::with_capacity(postings.len());
         for (i, posting) in postings.iter().enumerate() {
-            let earlier = postings[..i].iter().position(|p| same_key(p, posting));
+            let earlier = postings[..i].iter().rposition(|p| same_key(p, posting));
             let before = match earlier {
                 Some(j) => updated[j],
                 None => self.balance_of(posting) as i128,
@@ -386,6 +386,8 @@ mod tests {
         assert!(balances.contains_key(&("\u{1f600}".to_string(), "CNY".to_string())));
         let big = br#"[["a","CNY",9223372036854775808],["b","CNY",-9223372036854775808]]"#;
         assert_eq!(fold_one(big).0, Some((1, FoldError::AmountOverflow)));
+        let repeated = br#"[["a","CNY",0],["a","CNY",0],["a","CNY",1],["a","CNY",-1],["a","CNY",2],["b","CNY",-2]]"#;
+        assert_eq!(fold_one(repeated).1[&("a".to_string(), "CNY".to_string())], 2);
         let edge = br#"[["a","CNY",9223372036854775807],["b","CNY",-9223372036854775807]]"#;
         assert_eq!(fold_one(edge).0, None);
         let twice = br#"[["a","CNY",9223372036854775807],["a","CNY",1],["b","CNY",-9223372036854775807],["b","CNY",-1]]"#;

@@ -4,7 +4,7 @@
 //! `version (1) = 1 | kind (1) | expires_at (4, unix seconds) | id (16) | payload length (1) | payload (0..=32) | Ed25519 signature (64)`
 //! The signature covers every byte before it. Text form: `PL1` followed by RFC 4648 base32
 //! without padding, upper case, so a QR code encodes it in the compact alphanumeric mode
-//! (a token with no payload is 3 + 141 = 144 characters).
+//! (a token with no payload is 3 + 140 = 143 characters, with 32 payload bytes 3 + 191 = 194).
 //! Kinds: 1 coupon, 2 member card, 3 store claim/join QR; others are carried opaquely.
 
 use crate::error::CoreError;

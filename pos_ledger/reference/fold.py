@@ -99,8 +99,10 @@ class LedgerFolder:
     def feed(
         self, bodies: Sequence[bytes], sigs: Sequence[bytes], hashes: Sequence[bytes], postings: Sequence[bytes]
     ) -> None:
-        columns = [bytes_items(items, name) for items, name in
-                   ((bodies, "bodies"), (sigs, "sigs"), (hashes, "hashes"), (postings, "postings"))]
+        columns = [
+            bytes_items(items, name)
+            for items, name in ((bodies, "bodies"), (sigs, "sigs"), (hashes, "hashes"), (postings, "postings"))
+        ]
         if len({len(column) for column in columns}) != 1:
             raise ValueError("bodies, sigs, hashes and postings must have the same length")
         if len(columns[0]) > FEED_EVENTS_MAX:
