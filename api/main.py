@@ -8,12 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import conflicts, coupons, events, members, menu, stores
+from api.idempotency import IdempotencyMiddleware
+from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
 from pos_ledger.ledger import Ledger
+from pos_ledger.payments.drawer import Shifts
+from pos_ledger.payments.provider import PaymentProvider
+from pos_ledger.payments.service import Payments
 
 
-def create_app(settings: Settings | None = None, ledger: Ledger | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
+               provider: PaymentProvider | None = None, public_url: str = "") -> FastAPI:
+    """`provider` takes QR / payment-code payments; it calls back at `public_url` (this server's base URL)."""
     settings = settings or Settings.from_env()
     ledger = ledger or Ledger(settings.database, settings.server_seed)
     if settings.redis_url:
@@ -29,6 +35,9 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None) -
     app = FastAPI(title="pos-ledger", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.ledger = ledger
+    app.state.payments = Payments(ledger, provider, public_url)
+    app.state.shifts = Shifts(ledger)
+    app.add_middleware(IdempotencyMiddleware)
     errors.install(app)
     app.include_router(stores.router)
     app.include_router(events.router)
@@ -36,6 +45,8 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None) -
     app.include_router(members.router)
     app.include_router(coupons.router)
     app.include_router(conflicts.router)
+    app.include_router(payments.router)
+    app.include_router(shifts.router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

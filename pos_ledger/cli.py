@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -26,8 +27,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo store (menu, a till, a day of sales) if absent.")] = False,
+    psp_url: Annotated[str | None, typer.Option(envvar="POS_LEDGER_PSP_URL", help="Payment aggregator base URL; without one the sandbox is started on loopback.")] = None,
 ) -> None:
-    """Run the HTTP server: terminal ingest, back office, log reading."""
+    """Run the HTTP server: terminal ingest, cashier payments and shifts, back office, log reading."""
     import uvicorn
 
     from api.main import create_app
@@ -37,10 +39,19 @@ def serve(
         Path(db).resolve().parent.mkdir(parents=True, exist_ok=True)
     elif not db and not os.environ.get("POS_LEDGER_DB"):
         Path("./var").mkdir(exist_ok=True)
+    from pos_ledger.payments.aggregator import AggregatorProvider
+
+    sandbox = None
+    if not psp_url:
+        sandbox, psp_url = _start_sandbox()
+        typer.echo(f"payments: sandbox provider at {psp_url} (set POS_LEDGER_PSP_URL to use another)")
+    public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     try:
         settings = Settings.from_env(database=db)
-        application = create_app(settings)
+        application = create_app(settings, provider=AggregatorProvider(psp_url), public_url=public_url)
     except Exception as error:  # a bad URL or an unreachable database: say so, no traceback
+        if sandbox is not None:
+            sandbox.terminate()
         raise _fail(f"cannot open the ledger: {error}") from None
     if not os.environ.get("POS_LEDGER_ADMIN_TOKEN"):
         typer.echo(f"admin token (set POS_LEDGER_ADMIN_TOKEN to choose one): {settings.admin_token}")
@@ -48,7 +59,38 @@ def serve(
     if demo:
         threading.Thread(target=_seed_when_up, args=(host, port, settings.admin_token, settings.database),
                          daemon=True).start()
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+    finally:
+        if sandbox is not None:
+            sandbox.terminate()
+            sandbox.wait(timeout=10)
+
+
+def _start_sandbox() -> tuple[subprocess.Popen[str], str]:
+    """`pos-ledger psp-sandbox` as a child process on a free loopback port; its URL from its first line."""
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "pos_ledger.cli", "psp-sandbox", "--port", "0"],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "http://" not in line:
+        process.terminate()
+        raise _fail("the payment sandbox did not start")
+    return process, line.rsplit(" ", 1)[-1].strip()
+
+
+@app.command("psp-sandbox")
+def psp_sandbox(
+    host: Annotated[str, typer.Option(help="Address to listen on (keep it loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 = any free port; the URL is printed).")] = 8765,
+    delay_seconds: Annotated[float, typer.Option(min=0, max=600, help="How long magic amounts ..03 / ..04 keep the client waiting.")] = 3.0,
+) -> None:
+    """Run the sandbox payment aggregator (signed notifications, magic amounts) for development and tests."""
+    from pos_ledger.payments.sandbox import run
+
+    run(host, port, delay_seconds)
 
 
 def _seed_when_up(host: str, port: int, admin_token: str, database: str) -> None:
