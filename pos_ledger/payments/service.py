@@ -133,14 +133,15 @@ class Payments:
             channel = route_auth_code(auth_code)
             self._append(store_id, [("payment.requested", {**request, "method": "code", "provider": provider.name,
                                                            "channel": channel})])
+            source = "charge"
             try:
                 result = provider.charge_code(payment_id=payment_id, auth_code=auth_code, channel=channel,
                                               amount_minor=amount_minor, currency=currency,
                                               description=description, notify_url=self.notify_url(store_id))
             except (ProviderTimeout, ProviderUnavailable) as error:
                 log.warning("charge of %s did not answer (%s): querying", payment_id, error)
-                result = self._query_until_known(payment_id)
-            return self._settle(store_id, self.payment(store_id, payment_id), result, "charge")
+                result, source = self._query_until_known(payment_id), "query"
+            return self._settle(store_id, self.payment(store_id, payment_id), result, source)
         if method == "code":
             raise InvalidInput("a customer-presented payment needs the scanned auth_code")
         return self._create_qr(store_id, request, channel, description)
