@@ -10,6 +10,9 @@ pub enum CoreError {
     /// A signed token that must be refused (bad encoding, truncated, unknown version,
     /// bad signature or wrong key, expired); Python sees `TokenError`.
     Token { message: String },
+    /// An EMV payload or field list that breaks the format or a scheme's rules; `position` is
+    /// the 0-based character position where the problem starts. Python sees `EmvError`.
+    Emv { message: String, position: Option<usize> },
 }
 
 impl CoreError {
@@ -22,6 +25,9 @@ impl CoreError {
     pub fn token(message: impl Into<String>) -> Self {
         CoreError::Token { message: message.into() }
     }
+    pub fn emv(message: impl Into<String>, position: Option<usize>) -> Self {
+        CoreError::Emv { message: message.into(), position }
+    }
 }
 
 impl fmt::Display for CoreError {
@@ -30,6 +36,8 @@ impl fmt::Display for CoreError {
             CoreError::Invalid { message, position: Some(p) } => write!(f, "{message} (at position {p})"),
             CoreError::Invalid { message, position: None } => write!(f, "{message}"),
             CoreError::Token { message } => write!(f, "{message}"),
+            CoreError::Emv { message, position: Some(p) } => write!(f, "{message} (at position {p})"),
+            CoreError::Emv { message, position: None } => write!(f, "{message}"),
         }
     }
 }

@@ -4,8 +4,10 @@
 //! `py` holds the `#[pyfunction]` wrappers and the one `CoreError -> PyErr` conversion.
 
 pub mod chain;
+pub mod emv;
 pub mod error;
 pub mod fold;
+pub mod qr;
 pub mod sig;
 pub mod token;
 mod py;

@@ -7,6 +7,8 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::error::CoreError;
 use crate::{chain, fold, sig, token};
+use crate::{emv, qr};
+use pyo3::types::{PyList, PyString, PyTuple};
 
 create_exception!(
     _core,
@@ -20,6 +22,7 @@ fn to_py_err(error: CoreError) -> PyErr {
     match error {
         CoreError::Invalid { .. } => PyValueError::new_err(error.to_string()),
         CoreError::Token { .. } => TokenError::new_err(error.to_string()),
+        CoreError::Emv { position, .. } => emv_error(error.to_string(), position),
     }
 }
 
@@ -243,6 +246,7 @@ fn token_verify<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     register_sig_chain_fold_token(m)?;
+    register_emv_qr(m)?;
     Ok(())
 }
 
@@ -258,5 +262,141 @@ fn register_sig_chain_fold_token(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LedgerFolder>()?;
     m.add_function(wrap_pyfunction!(token_sign, m)?)?;
     m.add_function(wrap_pyfunction!(token_verify, m)?)?;
+    Ok(())
+}
+
+// --- EMV payloads and QR rendering (emv.rs, qr.rs) -------------------------------------------
+
+create_exception!(
+    _core,
+    EmvError,
+    PyValueError,
+    "An EMV payload or field list breaks the format or a scheme's rules; `position` is the 0-based character position where the problem starts (None for a bad argument)."
+);
+
+fn emv_error(message: String, position: Option<usize>) -> PyErr {
+    Python::attach(|py| {
+        let error = EmvError::new_err(message);
+        // The message names the position too, so a failed setattr loses nothing essential.
+        let _ = error.value(py).setattr("position", position);
+        error
+    })
+}
+
+fn emv_fields_to_py<'py>(py: Python<'py>, fields: &[emv::Field<&str>]) -> PyResult<Bound<'py, PyList>> {
+    let mut items = Vec::with_capacity(fields.len());
+    for (id, value) in fields {
+        let value = match value {
+            emv::Value::Text(text) => PyString::new(py, text).into_any(),
+            emv::Value::Template(subfields) => PyList::new(py, subfields.iter().copied())?.into_any(),
+        };
+        items.push(PyTuple::new(py, [PyString::new(py, id).into_any(), value])?);
+    }
+    PyList::new(py, items)
+}
+
+/// `[(id, str | [(id, str), ...]), ...]`, tuples and strings only, as `emv_decode` returns.
+fn emv_fields_from_py(fields: &Bound<'_, PyAny>) -> PyResult<Vec<emv::Field<String>>> {
+    let mut out = Vec::with_capacity(fields.len().unwrap_or(0));
+    for item in fields.try_iter()? {
+        let (id, value): (String, Bound<'_, PyAny>) = item?.extract()?;
+        let value = match value.cast::<PyString>() {
+            Ok(text) => emv::Value::Text(text.to_str()?.to_owned()),
+            Err(_) => emv::Value::Template(value.extract::<Vec<(String, String)>>()?),
+        };
+        out.push((id, value));
+    }
+    Ok(out)
+}
+
+#[pyfunction]
+fn emv_decode<'py>(py: Python<'py>, payload: &str) -> PyResult<Bound<'py, PyList>> {
+    let fields = emv::decode(payload).map_err(to_py_err)?;
+    emv_fields_to_py(py, &fields)
+}
+
+#[pyfunction]
+fn emv_encode(fields: &Bound<'_, PyAny>) -> PyResult<String> {
+    emv::encode(&emv_fields_from_py(fields)?).map_err(to_py_err)
+}
+
+#[pyfunction]
+#[pyo3(signature = (fields, scheme = None))]
+fn emv_validate(fields: &Bound<'_, PyAny>, scheme: Option<&str>) -> PyResult<()> {
+    emv::validate(&emv_fields_from_py(fields)?, scheme).map_err(to_py_err)
+}
+
+#[pyfunction]
+#[pyo3(signature = (
+    *, merchant_account, mcc, currency_numeric, amount_minor, currency_exponent, country,
+    merchant_name, merchant_city, reference_label, merchant_account_tag = "26"
+))]
+#[allow(clippy::too_many_arguments)]
+fn emv_payment_payload(
+    merchant_account: Vec<(String, String)>,
+    mcc: &str,
+    currency_numeric: &str,
+    amount_minor: i64,
+    currency_exponent: i64,
+    country: &str,
+    merchant_name: &str,
+    merchant_city: &str,
+    reference_label: &str,
+    merchant_account_tag: &str,
+) -> PyResult<String> {
+    let account: Vec<(&str, &str)> = merchant_account.iter().map(|(i, v)| (i.as_str(), v.as_str())).collect();
+    let request = emv::PaymentRequest {
+        merchant_account_id: merchant_account_tag,
+        merchant_account: &account,
+        mcc,
+        currency_numeric,
+        currency_exponent,
+        amount_minor,
+        country,
+        merchant_name,
+        merchant_city,
+        reference_label,
+    };
+    emv::payment_payload(&request).map_err(to_py_err)
+}
+
+#[pyfunction]
+#[pyo3(signature = (text, ecc = "M"))]
+fn qr_matrix<'py>(py: Python<'py>, text: &str, ecc: &str) -> PyResult<(usize, Bound<'py, PyBytes>)> {
+    let (size, modules) = py.detach(|| qr::matrix(text, ecc)).map_err(to_py_err)?;
+    Ok((size, PyBytes::new(py, &modules)))
+}
+
+#[pyfunction]
+#[pyo3(signature = (text, ecc = "M", border = 4))]
+fn qr_svg(py: Python<'_>, text: &str, ecc: &str, border: usize) -> PyResult<String> {
+    py.detach(|| qr::svg(text, ecc, border)).map_err(to_py_err)
+}
+
+#[pyfunction]
+#[pyo3(signature = (text, ecc = "M", scale = 8, border = 4))]
+fn qr_png<'py>(py: Python<'py>, text: &str, ecc: &str, scale: usize, border: usize) -> PyResult<Bound<'py, PyBytes>> {
+    let png = py.detach(|| qr::png(text, ecc, scale, border)).map_err(to_py_err)?;
+    Ok(PyBytes::new(py, &png))
+}
+
+#[pyfunction]
+#[pyo3(signature = (text, ecc = "M", scale = 6, border = 2))]
+fn qr_escpos_raster<'py>(py: Python<'py>, text: &str, ecc: &str, scale: usize, border: usize) -> PyResult<Bound<'py, PyBytes>> {
+    let raster = py.detach(|| qr::escpos_raster(text, ecc, scale, border)).map_err(to_py_err)?;
+    Ok(PyBytes::new(py, &raster))
+}
+
+/// EMV payloads and QR rendering.
+fn register_emv_qr(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("EmvError", m.py().get_type::<EmvError>())?;
+    m.add_function(wrap_pyfunction!(emv_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_encode, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_validate, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_payment_payload, m)?)?;
+    m.add_function(wrap_pyfunction!(qr_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(qr_svg, m)?)?;
+    m.add_function(wrap_pyfunction!(qr_png, m)?)?;
+    m.add_function(wrap_pyfunction!(qr_escpos_raster, m)?)?;
     Ok(())
 }

@@ -1,0 +1,238 @@
+//! QR codes for screens and receipt printers: the module matrix, SVG, PNG and ESC/POS raster.
+//!
+//! The matrix comes from Nayuki's `qrcodegen` (`QrCode::encode_text`: numeric, alphanumeric or
+//! UTF-8 byte mode chosen automatically, error correction boosted when it fits in the same
+//! version, mask chosen automatically), the same algorithm as the PyPI `qrcodegen` package the
+//! pure-Python twin (`pos_ledger/reference/qr.py`) uses, so both give identical matrices.
+
+use miniz_oxide::deflate::compress_to_vec_zlib;
+use qrcodegen::{QrCode, QrCodeEcc};
+
+use crate::error::CoreError;
+
+/// Quiet zone limit, in modules (the standard asks for 4).
+pub const BORDER_MAX: usize = 16;
+/// Pixels per module in a PNG; a version 40 code at the maximum is (177 + 32) * 32 = 6688 px wide.
+pub const PNG_SCALE_MAX: usize = 32;
+/// Dots per module on a receipt printer.
+pub const ESCPOS_SCALE_MAX: usize = 16;
+/// An 80 mm printhead is 576 dots wide (72 bytes).
+pub const ESCPOS_WIDTH_DOTS_MAX: usize = 576;
+
+/// "L", "M", "Q" or "H".
+pub fn parse_ecc(ecc: &str) -> Result<QrCodeEcc, CoreError> {
+    match ecc {
+        "L" => Ok(QrCodeEcc::Low),
+        "M" => Ok(QrCodeEcc::Medium),
+        "Q" => Ok(QrCodeEcc::Quartile),
+        "H" => Ok(QrCodeEcc::High),
+        other => Err(CoreError::invalid(format!("ecc is one of 'L', 'M', 'Q', 'H', got '{other}'"))),
+    }
+}
+
+/// The module matrix: (size, size * size bytes row by row, 1 = dark).
+pub fn matrix(text: &str, ecc: &str) -> Result<(usize, Vec<u8>), CoreError> {
+    let code = encode(text, ecc)?;
+    let size = code.size();
+    let mut modules = Vec::with_capacity((size * size) as usize);
+    for y in 0..size {
+        modules.extend((0..size).map(|x| u8::from(code.get_module(x, y))));
+    }
+    Ok((size as usize, modules))
+}
+
+fn encode(text: &str, ecc: &str) -> Result<QrCode, CoreError> {
+    let ecc = parse_ecc(ecc)?;
+    QrCode::encode_text(text, ecc).map_err(|_| {
+        CoreError::invalid(format!("text too long for a QR code at this ecc ({} UTF-8 bytes)", text.len()))
+    })
+}
+
+fn check_range(name: &str, value: usize, low: usize, high: usize) -> Result<(), CoreError> {
+    match (low..=high).contains(&value) {
+        true => Ok(()),
+        false => Err(CoreError::invalid(format!("{name} is {low}..={high}, got {value}"))),
+    }
+}
+
+/// A square bitmap with the quiet zone: `side` pixels wide, `dark(x, y)` per pixel.
+struct Bitmap {
+    size: usize,
+    modules: Vec<u8>,
+    border: usize,
+    scale: usize,
+}
+
+impl Bitmap {
+    fn new(text: &str, ecc: &str, scale: usize, border: usize) -> Result<Bitmap, CoreError> {
+        let (size, modules) = matrix(text, ecc)?;
+        Ok(Bitmap { size, modules, border, scale })
+    }
+
+    fn side(&self) -> usize {
+        (self.size + 2 * self.border) * self.scale
+    }
+
+    /// One pixel row packed 8 pixels a byte, most significant bit leftmost, bit set = dark.
+    fn packed_row(&self, y: usize) -> Vec<u8> {
+        let side = self.side();
+        let mut row = vec![0u8; side.div_ceil(8)];
+        let my = (y / self.scale).wrapping_sub(self.border);
+        if my >= self.size {
+            return row;
+        }
+        for mx in 0..self.size {
+            if self.modules[my * self.size + mx] == 0 {
+                continue;
+            }
+            let left = (mx + self.border) * self.scale;
+            for x in left..left + self.scale {
+                row[x / 8] |= 0x80 >> (x % 8);
+            }
+        }
+        row
+    }
+}
+
+/// A scalable SVG: one white rectangle and one path of horizontal runs, 1 unit per module.
+pub fn svg(text: &str, ecc: &str, border: usize) -> Result<String, CoreError> {
+    check_range("border", border, 0, BORDER_MAX)?;
+    let (size, modules) = matrix(text, ecc)?;
+    let side = size + 2 * border;
+    let mut path = String::with_capacity(size * size);
+    for y in 0..size {
+        let row = &modules[y * size..(y + 1) * size];
+        let mut x = 0;
+        while x < size {
+            if row[x] == 0 {
+                x += 1;
+                continue;
+            }
+            let run = row[x..].iter().take_while(|&&m| m == 1).count();
+            path.push_str(&format!("M{},{}h{run}v1h-{run}z", x + border, y + border));
+            x += run;
+        }
+    }
+    Ok(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {side} {side}\" shape-rendering=\"crispEdges\">\
+<rect width=\"{side}\" height=\"{side}\" fill=\"#fff\"/><path d=\"{path}\" fill=\"#000\"/></svg>\n"
+    ))
+}
+
+fn crc32(chunks: &[&[u8]]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in chunks.iter().flat_map(|c| c.iter()) {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
+}
+
+/// A 1-bit grayscale PNG (bit set = white, as PNG grayscale reads), `scale` pixels per module.
+pub fn png(text: &str, ecc: &str, scale: usize, border: usize) -> Result<Vec<u8>, CoreError> {
+    check_range("scale", scale, 1, PNG_SCALE_MAX)?;
+    check_range("border", border, 0, BORDER_MAX)?;
+    let bitmap = Bitmap::new(text, ecc, scale, border)?;
+    let side = bitmap.side();
+    let mut raw = Vec::with_capacity((side.div_ceil(8) + 1) * side);
+    let mut previous: Option<(usize, Vec<u8>)> = None;
+    for y in 0..side {
+        // Rows repeat `scale` times; reuse the packed row of the same module row.
+        let module_row = y / scale;
+        let row = match previous.take() {
+            Some((m, row)) if m == module_row => row,
+            _ => bitmap.packed_row(y),
+        };
+        raw.push(0); // filter: none
+        raw.extend(row.iter().map(|b| !b));
+        previous = Some((module_row, row));
+    }
+    let mut header = Vec::with_capacity(13);
+    header.extend_from_slice(&(side as u32).to_be_bytes());
+    header.extend_from_slice(&(side as u32).to_be_bytes());
+    header.extend_from_slice(&[1, 0, 0, 0, 0]); // bit depth 1, grayscale, deflate, no filter, no interlace
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    png_chunk(&mut out, b"IHDR", &header);
+    png_chunk(&mut out, b"IDAT", &compress_to_vec_zlib(&raw, 9));
+    png_chunk(&mut out, b"IEND", &[]);
+    Ok(out)
+}
+
+/// ESC/POS `GS v 0` raster bit image (mode 0): `1D 76 30 00 xL xH yL yH` then rows of
+/// ceil(width / 8) bytes, most significant bit leftmost, bit set = black.
+pub fn escpos_raster(text: &str, ecc: &str, scale: usize, border: usize) -> Result<Vec<u8>, CoreError> {
+    check_range("scale", scale, 1, ESCPOS_SCALE_MAX)?;
+    check_range("border", border, 0, BORDER_MAX)?;
+    let bitmap = Bitmap::new(text, ecc, scale, border)?;
+    let side = bitmap.side();
+    if side > ESCPOS_WIDTH_DOTS_MAX {
+        return Err(CoreError::invalid(format!(
+            "QR code is {side} dots wide, wider than the {ESCPOS_WIDTH_DOTS_MAX}-dot printhead; use a smaller scale"
+        )));
+    }
+    let width_bytes = side.div_ceil(8);
+    let mut out = Vec::with_capacity(8 + width_bytes * side);
+    out.extend_from_slice(&[0x1D, 0x76, 0x30, 0x00]);
+    out.extend_from_slice(&(width_bytes as u16).to_le_bytes());
+    out.extend_from_slice(&(side as u16).to_le_bytes());
+    for y in 0..side {
+        out.extend(bitmap.packed_row(y));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_has_finder_patterns() {
+        let (size, modules) = matrix("HELLO WORLD", "Q").unwrap();
+        assert_eq!(size, 21);
+        assert_eq!(modules.len(), 21 * 21);
+        // top-left finder: a 7x7 dark ring with a light ring inside
+        assert!((0..7).all(|i| modules[i] == 1 && modules[6 * size + i] == 1));
+        assert_eq!(modules[size + 1], 0);
+        assert_eq!(modules[3 * size + 3], 1);
+    }
+
+    #[test]
+    fn errors_are_invalid_input() {
+        assert!(matches!(matrix("x", "X"), Err(CoreError::Invalid { .. })));
+        assert!(matches!(matrix(&"a".repeat(3000), "H"), Err(CoreError::Invalid { .. })));
+        assert!(svg("x", "M", 17).is_err());
+        assert!(png("x", "M", 0, 4).is_err());
+        assert!(escpos_raster(&"a".repeat(1000), "M", 6, 2).is_err());
+    }
+
+    #[test]
+    fn png_has_signature_header_and_crc() {
+        let png = png("hi", "M", 2, 1).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), (21 + 2) * 2);
+        assert_eq!(crc32(&[b"123456789"]), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn raster_header_and_rows() {
+        let raster = escpos_raster("hi", "M", 3, 2).unwrap();
+        let side: usize = (21 + 4) * 3;
+        let width_bytes = side.div_ceil(8);
+        assert_eq!(&raster[..4], &[0x1D, 0x76, 0x30, 0]);
+        assert_eq!(usize::from(u16::from_le_bytes([raster[4], raster[5]])), width_bytes);
+        assert_eq!(usize::from(u16::from_le_bytes([raster[6], raster[7]])), side);
+        assert_eq!(raster.len(), 8 + width_bytes * side);
+        // first dark pixel: top-left finder corner at (2*3, 2*3)
+        assert_eq!(raster[8 + 6 * width_bytes], 0b0000_0011);
+    }
+}
