@@ -71,8 +71,9 @@ def _start_sandbox() -> tuple[subprocess.Popen[str], str]:
     """`pos-ledger psp-sandbox` as a child process on a free loopback port; its URL from its first line."""
     import sys
 
-    process = subprocess.Popen([sys.executable, "-m", "pos_ledger.cli", "psp-sandbox", "--port", "0"],
-                               stdout=subprocess.PIPE, text=True)
+    # The child exits when its stdin closes, so it never outlives this process (even on SIGKILL).
+    process = subprocess.Popen([sys.executable, "-m", "pos_ledger.cli", "psp-sandbox", "--port", "0",
+                                "--exit-with-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
     if "http://" not in line:
@@ -86,11 +87,12 @@ def psp_sandbox(
     host: Annotated[str, typer.Option(help="Address to listen on (keep it loopback).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 = any free port; the URL is printed).")] = 8765,
     delay_seconds: Annotated[float, typer.Option(min=0, max=600, help="How long magic amounts ..03 / ..04 keep the client waiting.")] = 3.0,
+    exit_with_stdin: Annotated[bool, typer.Option(help="Exit when stdin closes (when started by a parent process).")] = False,
 ) -> None:
     """Run the sandbox payment aggregator (signed notifications, magic amounts) for development and tests."""
     from pos_ledger.payments.sandbox import run
 
-    run(host, port, delay_seconds)
+    run(host, port, delay_seconds, exit_with_stdin)
 
 
 def _seed_when_up(host: str, port: int, admin_token: str, database: str) -> None:

@@ -314,12 +314,22 @@ def make_server(host: str, port: int, delay_s: float) -> tuple[ThreadingHTTPServ
     return server, sandbox
 
 
-def run(host: str = "127.0.0.1", port: int = 8765, delay_s: float = 3.0) -> None:
+def run(host: str = "127.0.0.1", port: int = 8765, delay_s: float = 3.0, exit_with_stdin: bool = False) -> None:
     server, _ = make_server(host, port, delay_s)
     print(f"psp sandbox listening on http://{host}:{server.server_address[1]}", flush=True)
+    if exit_with_stdin:
+        threading.Thread(target=_stop_when_stdin_closes, args=(server,), daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+def _stop_when_stdin_closes(server: ThreadingHTTPServer) -> None:
+    import sys
+
+    while sys.stdin.read(4096):
+        pass
+    server.shutdown()
