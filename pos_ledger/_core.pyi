@@ -8,15 +8,24 @@ from typing import final
 
 # What the module exports at runtime (PyO3 fills `__all__`); stubtest compares the two.
 __all__ = [
+    "EmvError",
     "LedgerFolder",
     "TokenError",
     "__version__",
     "chain_extend",
     "chain_verify",
+    "emv_decode",
+    "emv_encode",
+    "emv_payment_payload",
+    "emv_validate",
     "ed25519_public_key",
     "ed25519_public_key_is_weak",
     "ed25519_sign",
     "ed25519_verify_batch",
+    "qr_escpos_raster",
+    "qr_matrix",
+    "qr_png",
+    "qr_svg",
     "token_sign",
     "token_verify",
 ]
@@ -130,3 +139,93 @@ def token_sign(seed32: bytes, kind: int, expires_at: int, token_id: bytes, paylo
 def token_verify(public_key: bytes, token: str, now: int) -> tuple[int, int, bytes, bytes]:
     """(kind, expires_at, token_id, payload) of a token signed by `public_key`'s key and valid at `now`
     (unix seconds; valid while now < expires_at); otherwise TokenError saying why."""
+
+# --- EMVCo merchant-presented payloads (core_rs/src/emv.rs; twin pos_ledger/reference/emv.py) --
+
+
+class EmvError(ValueError):
+    """An EMV payload or field list breaks the format or a scheme's rules. The message ends with
+    "(at position N)"; `position` is that 0-based character position (None for a bad argument)."""
+
+    position: int | None
+
+def emv_decode(payload: str) -> list[tuple[str, str | list[tuple[str, str]]]]:
+    """Strictly parse a merchant-presented payload into its fields, in order: (id, text), or for
+    template ids (id, [(sub-id, text), ...]).
+
+    Fields are `id (2 digits) | length (2 digits, counting characters) | value`; ids 26..=51, 62
+    and 64 are always templates (one level of sub-fields, which must consume the value exactly);
+    every other id (80..=99 included) stays text, so `emv_encode(emv_decode(p)) == p`. The CRC
+    field ("63", "XXXX") is kept last: it must be present, last, of length 04, four upper-case hex
+    digits equal to CRC-16/CCITT-FALSE over the UTF-8 bytes before them. Limits: 512 characters;
+    lengths 01..=99; no control characters (Unicode Cc). EmvError names the first problem's position.
+    """
+
+def emv_encode(fields: Sequence[tuple[str, str | Sequence[tuple[str, str]]]]) -> str:
+    """The payload for `fields` (the shape `emv_decode` returns, fields and sub-fields as tuples)
+    with the CRC appended. A trailing ("63", ...) is ignored and recomputed; a 63 elsewhere is an
+    error. Template ids need sub-fields and other ids text (EmvError otherwise); ids are two
+    digits, values 1..=99 characters without control characters, the payload at most 512
+    characters. The error position is where the offending field or character would start in the
+    output. TypeError if a field is not a (str, str | sequence of (str, str)) tuple.
+    """
+
+def emv_validate(fields: Sequence[tuple[str, str | Sequence[tuple[str, str]]]], scheme: str | None = None) -> None:
+    """Check field syntax where present (01 is 11/12; 52 4 digits; 53 3 digits; 54 an amount of at
+    most 13 characters, digits with an optional '.' and digits; 58 two upper-case letters), then the
+    fields `scheme` requires; None checks syntax only. Schemes:
+
+    * "emvco": 00 = "01" first; 52, 53, 58, 59, 60; a merchant account (an id in 02..=51).
+    * "pix": a template 26..=51 with GUI (sub-field 00) br.gov.bcb.pix; 52, 59, 60; 53 = 986; 58 = BR.
+    * "promptpay": template 29 with GUI A000000677010111 or 30 with A000000677010112; 53 = 764; 58 = TH.
+    * "vietqr": template 38 with GUI A000000727; 53 = 704; 58 = VN.
+    * "unionpay": "emvco" plus field 15/16 or a template 26..=51 whose GUI starts A000000333 or D156.
+
+    EmvError's position is where the offending field starts in the encoded payload, or where the
+    CRC field goes when a required field is missing. ValueError (not EmvError) for an unknown scheme.
+    """
+
+def emv_payment_payload(
+    *,
+    merchant_account: Sequence[tuple[str, str]],
+    mcc: str,
+    currency_numeric: str,
+    amount_minor: int,
+    currency_exponent: int,
+    country: str,
+    merchant_name: str,
+    merchant_city: str,
+    reference_label: str,
+    merchant_account_tag: str = "26",
+) -> str:
+    """The dynamic payment payload a cashier shows: 00 = 01, 01 = 12 (dynamic), the template
+    `merchant_account_tag` (26..=51) holding `merchant_account` (GUI in sub-field 00 first), 52 = mcc
+    (4 digits), 53 = currency_numeric (ISO 4217, 3 digits), 54 = the amount, 58 = country (ISO 3166
+    alpha-2), 59 = merchant_name (1..=25 characters), 60 = merchant_city (1..=15), 62 with sub-field
+    05 = reference_label (1..=25), 63 = CRC; checked with the "emvco" scheme.
+
+    The amount is `amount_minor` (>= 1) written with `currency_exponent` (0..=3) decimals, from
+    integers only: 12345 with exponent 2 is "123.45", with 0 "12345"; at most 13 characters.
+    EmvError (position None for an argument) otherwise; OverflowError outside 64-bit integers.
+    """
+
+# --- QR rendering (core_rs/src/qr.rs; twin pos_ledger/reference/qr.py) -------------------------
+# The matrix is Nayuki's qrcodegen `encode_text` (mode chosen automatically, UTF-8 bytes for
+# non-ASCII text, ecc boosted when free, automatic mask): identical to the PyPI `qrcodegen` twin.
+# ValueError for an ecc other than "L", "M", "Q", "H", text too long for version 40, or a
+# scale/border out of range; the GIL is released while rendering.
+
+def qr_matrix(text: str, ecc: str = "M") -> tuple[int, bytes]:
+    """(size, modules): `size` modules a side, `modules` size * size bytes row by row, 1 = dark, 0 = light."""
+
+def qr_svg(text: str, ecc: str = "M", border: int = 4) -> str:
+    """A scalable SVG (viewBox in modules, quiet zone `border` 0..=16): a white rect and one black path."""
+
+def qr_png(text: str, ecc: str = "M", scale: int = 8, border: int = 4) -> bytes:
+    """A 1-bit grayscale PNG, `scale` (1..=32) pixels per module, quiet zone `border` (0..=16) modules."""
+
+def qr_escpos_raster(text: str, ecc: str = "M", scale: int = 6, border: int = 2) -> bytes:
+    """ESC/POS `GS v 0` raster bit image: 1D 76 30 00 xL xH yL yH, then yH*256+yL rows of
+    xH*256+xL bytes, most significant bit leftmost, bit set = black. `scale` 1..=16 dots per module,
+    `border` 0..=16 modules; ValueError if wider than a 576-dot (80 mm) printhead.
+    """
