@@ -329,7 +329,7 @@ def emv_validate(fields: Iterable[tuple[str, Value]], scheme: str | None = None)
 def format_amount(amount_minor: int, exponent: int) -> str:
     """12345, 2 -> "123.45"; 123, 0 -> "123"; integers only, never floats."""
     if not -(2**63) <= amount_minor < 2**63 or not -(2**63) <= exponent < 2**63:
-        raise OverflowError("amount_minor and currency_exponent fit in a signed 64-bit integer")
+        raise OverflowError("Python int too large to convert to C long")  # as the Rust wrapper says
     if amount_minor < 1:
         raise EmvError(f"amount_minor must be at least 1, got {amount_minor}")
     if not 0 <= exponent <= CURRENCY_EXPONENT_MAX:
