@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from pos_ledger.payments.codes import crc16_ccitt_false, parse_tlv
+from pos_ledger import _core
 from tests.payments_fixtures import (
     ALIPAY_CODE,
     STORE,
@@ -43,12 +43,13 @@ class TestMerchantPresented:
         created = ok(pay(admin, 2_350, order_ref="A-1"), 201)
         assert created["status"] == "pending" and created["provider"] == "sandbox"
         payload = created["qr_payload"]
-        fields = parse_tlv(payload)
+        fields = dict(_core.emv_decode(payload))  # strict: checks the CRC too
         assert fields["00"] == "01" and fields["01"] == "12"
-        assert fields["54"] == "23.50" and fields["53"] == "156"
+        assert fields["54"] == "23.50" and fields["53"] == "156" and fields["58"] == "CN"
         assert fields["59"] == "Test Shop" and fields["60"] == "Shanghai"
-        assert parse_tlv(fields["62"])["05"] == created["payment_id"]
-        assert payload[-4:] == f"{crc16_ccitt_false(payload[:-4].encode()):04X}"
+        assert dict(fields["62"])["05"] == created["payment_id"]
+        assert dict(fields["26"])["01"] == STORE
+        _core.emv_validate(_core.emv_decode(payload), "emvco")
         assert balances(admin) == {}
 
         answer = sandbox.pay(created["payment_id"], channel="alipay")

@@ -6,9 +6,8 @@
   UnionPay 19 digits starting 62.
 * `emv_payload`: the dynamic EMVCo merchant-presented payload (point of initiation
   12), with the amount, the ISO 4217 numeric currency, merchant name and city and
-  the payment id as reference label (62/05). Built here in Python (TLV + CRC-16/
-  CCITT-FALSE); `pos_ledger._core.emv_decode`, when the Rust build has it, is used
-  by the tests to check it strictly.
+  the payment id as reference label (62/05), built by the Rust core; the merchant
+  account template 26 carries this system's GUID and the store id.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from pos_ledger import money
+from pos_ledger import _core, money
 from pos_ledger.errors import InvalidInput
 
 _ROUTES: Final = (
@@ -52,57 +51,24 @@ def mask_auth_code(auth_code: str) -> str:
     return auth_code[:4] + "*" * max(0, len(auth_code) - 8) + auth_code[-4:]
 
 
-def _tlv(tag: str, value: str) -> str:
-    if len(value) > 99:
-        raise ValueError(f"EMV field {tag} longer than 99 characters")
-    return f"{tag}{len(value):02d}{value}"
-
-
-def crc16_ccitt_false(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
-
-
 def _ascii(text: str, limit: int) -> str:
-    cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+    cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text).strip()
     return cleaned[:limit] or "-"
 
 
 def emv_payload(*, amount_minor: int, currency_code: str, merchant_id: str, merchant_name: str,
                 merchant_city: str, reference_label: str, country_code: str = "CN",
                 merchant_category_code: str = "5814") -> str:
+    """Built by the Rust core (`emv_payment_payload`: TLV, amount from integers, CRC, checked as "emvco")."""
     if len(reference_label) > REFERENCE_LABEL_MAX:
         raise ValueError("reference label longer than 25 characters")
     currency_entry = money.currency(currency_code)
-    body = "".join((
-        _tlv("00", "01"),
-        _tlv("01", "12"),
-        _tlv("26", _tlv("00", MERCHANT_ACCOUNT_GUID) + _tlv("01", _ascii(merchant_id, 64))),
-        _tlv("52", merchant_category_code),
-        _tlv("53", currency_entry.numeric),
-        _tlv("54", money.format_minor(amount_minor, currency_code)),
-        _tlv("58", country_code),
-        _tlv("59", _ascii(merchant_name, MERCHANT_NAME_MAX)),
-        _tlv("60", _ascii(merchant_city, MERCHANT_CITY_MAX)),
-        _tlv("62", _tlv("05", reference_label)),
-    )) + "6304"
-    return body + f"{crc16_ccitt_false(body.encode()):04X}"
-
-
-def parse_tlv(payload: str) -> dict[str, str]:
-    """Top-level tags of an EMV payload (for tests and diagnostics; no CRC check)."""
-    fields: dict[str, str] = {}
-    index = 0
-    while index < len(payload):
-        tag, length = payload[index:index + 2], int(payload[index + 2:index + 4])
-        fields[tag] = payload[index + 4:index + 4 + length]
-        index += 4 + length
-    return fields
+    return _core.emv_payment_payload(
+        merchant_account=[("00", MERCHANT_ACCOUNT_GUID), ("01", _ascii(merchant_id, 64))],
+        mcc=merchant_category_code, currency_numeric=currency_entry.numeric, amount_minor=amount_minor,
+        currency_exponent=currency_entry.exponent, country=country_code,
+        merchant_name=_ascii(merchant_name, MERCHANT_NAME_MAX), merchant_city=_ascii(merchant_city, MERCHANT_CITY_MAX),
+        reference_label=reference_label)
 
 
 def city_of(timezone: str) -> str:
