@@ -25,7 +25,7 @@ _ECC = {"L": QrCode.Ecc.LOW, "M": QrCode.Ecc.MEDIUM, "Q": QrCode.Ecc.QUARTILE, "
 def _check_range(name: str, value: int, low: int, high: int) -> None:
     if value < 0:
         # The Rust wrapper takes usize: a negative int does not convert.
-        raise OverflowError(f"can't convert negative int to unsigned ({name})")
+        raise OverflowError("can't convert negative int to unsigned")
     if not low <= value <= high:
         raise ValueError(f"{name} is {low}..={high}, got {value}")
 
