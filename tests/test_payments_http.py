@@ -1,5 +1,7 @@
 """Taking payment over HTTP against the sandbox provider running as a real process."""
 
+# The fixtures are imported (not a plugin) so they take precedence over conftest's `admin`.
+# ruff: noqa: F811
 from __future__ import annotations
 
 import base64

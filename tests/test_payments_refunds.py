@@ -1,6 +1,8 @@
 """Refunds over HTTP against the sandbox: partial, repeated, never more than captured, ids reused on retry,
 WeChat Pay's limits, proportional reversal of the sale's postings."""
 
+# The fixtures are imported (not a plugin) so they take precedence over conftest's `admin`.
+# ruff: noqa: F811
 from __future__ import annotations
 
 import uuid

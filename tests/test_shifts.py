@@ -1,5 +1,7 @@
 """Shifts and the cash drawer over HTTP: float, paid in / out, cash sales and refunds, X and Z reports."""
 
+# The fixtures are imported (not a plugin) so they take precedence over conftest's `admin`.
+# ruff: noqa: F811
 from __future__ import annotations
 
 import uuid

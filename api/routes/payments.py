@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import uuid
 from typing import Annotated, Literal
 
@@ -182,29 +181,8 @@ def payment_qr_svg(store_id: StoreId, payment_id: PaymentId, request: Request) -
 
 @router.get("/{store_id}/payments/{payment_id}/qr.png")
 def payment_qr_png(store_id: StoreId, payment_id: PaymentId, request: Request) -> Response:
-    return Response(qr_png(_qr_text(request, store_id, payment_id)), media_type=PNG,
+    return Response(_core.qr_png(_qr_text(request, store_id, payment_id)), media_type=PNG,
                     headers={"cache-control": "no-store"})
-
-
-def qr_png(text: str) -> bytes:
-    """The Rust renderer when the build has it, else qrcodegen + Pillow (both runtime dependencies)."""
-    render = getattr(_core, "qr_png", None)
-    if render is not None:
-        return bytes(render(text))
-    from PIL import Image
-    from qrcodegen import QrCode
-
-    code = QrCode.encode_text(text, QrCode.Ecc.MEDIUM)
-    border, scale = 4, 8
-    side = code.get_size() + 2 * border
-    image = Image.new("1", (side, side), 1)
-    for y in range(code.get_size()):
-        for x in range(code.get_size()):
-            if code.get_module(x, y):
-                image.putpixel((x + border, y + border), 0)
-    buffer = io.BytesIO()
-    image.resize((side * scale, side * scale), Image.Resampling.NEAREST).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @router.post("/{store_id}/payments/{payment_id}/refunds", status_code=201, response_model=RefundOut)
