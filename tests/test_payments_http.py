@@ -80,6 +80,14 @@ class TestMerchantPresented:
         assert payment(admin, created["payment_id"])["status"] == "captured"
         assert balances(admin)["asset:psp:wechat"] == 1_000
 
+    def test_a_qr_whose_creation_timed_out_is_decided_by_the_query(self, admin: httpx.Client,
+                                                                    sandbox: Sandbox) -> None:
+        created = ok(pay(admin, 1_003), 201)
+        assert created["status"] == "pending"
+        assert dict(_core.emv_decode(created["qr_payload"]))["54"] == "10.03"
+        sandbox.pay(created["payment_id"], channel="unionpay")
+        assert payment(admin, created["payment_id"])["status"] == "captured"
+
     def test_business_failure_in_http_200_fails_the_payment(self, admin: httpx.Client) -> None:
         created = ok(pay(admin, 1_001), 201)
         assert created["status"] == "failed" and created["failure_reason"] == "provider_failure"
