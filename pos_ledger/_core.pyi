@@ -90,8 +90,13 @@ class LedgerFolder:
     event). Memory holds the head, counters and one entry per (account, currency) only.
     """
 
-    def __new__(cls, head: bytes = ..., position: int = 0) -> LedgerFolder:
-        """Start after `position` events whose chain head is `head` (default: 32 zero bytes, 0)."""
+    def __new__(cls, head: bytes = ..., position: int = 0, *, threads: int | None = None) -> LedgerFolder:
+        """Start after `position` events whose chain head is `head` (default: 32 zero bytes, 0).
+
+        Chunks of 4096 events or more are scanned on `threads` threads (default: every core) with
+        the same answers as a serial fold; pass 1 to stay on one core. Passing tuples rather than
+        lists to `feed` saves a copy of each sequence.
+        """
 
     def feed(
         self, bodies: Sequence[bytes], sigs: Sequence[bytes], hashes: Sequence[bytes], postings: Sequence[bytes]

@@ -222,3 +222,39 @@ def test_feed_packed_equals_feed(implementation: Any) -> None:
     assert packed.first_error == (31, "hash_mismatch")
     with pytest.raises(ValueError):
         implementation.LedgerFolder().feed_packed(pack(bodies, sigs, hashes, postings)[:-1])
+
+
+@pytest.mark.parametrize("big", [2**40, 2**62])
+@pytest.mark.parametrize("bad", [None, 0, 4095, 6000, 9999])
+def test_threads_change_nothing_on_large_chunks(bad: int | None, big: int) -> None:
+    count = 10_000
+    bodies = [f'{{"seq":{i}}}'.encode() for i in range(count)]
+    sigs = [bytes([i % 256]) * 64 for i in range(count)]
+    postings = [
+        f'[["a{i % 97}","CNY",{i}],["b","CNY",-{i}]]'.encode()
+        if i % 3
+        else f'[["x","EUR",{big}],["y","EUR",-{big}]]'.encode()
+        for i in range(count)
+    ]
+    hashes = _core.chain_extend(ZERO, bodies, sigs)
+    if bad is not None:
+        hashes[bad] = bytes(32)
+    states = []
+    for folder in (
+        _core.LedgerFolder(threads=1),
+        _core.LedgerFolder(threads=2),
+        _core.LedgerFolder(threads=5),
+        fold_twin.LedgerFolder(),
+    ):
+        folder.feed(tuple(bodies), sigs, hashes, postings)
+        states.append(state_of(folder))
+    assert all(s == states[0] for s in states)
+    hash_error = None if bad is None else (bad + 1, "hash_mismatch")
+    if big == 2**62:  # x's running balance passes i64 at the second EUR event (position 4)
+        assert states[0][2] == (hash_error if bad is not None and bad < 3 else (4, "amount_overflow"))
+    else:
+        assert states[0][2] == hash_error
+
+
+def state_of(folder: Any) -> Any:
+    return (folder.head, folder.position, folder.first_error, folder.balances())

@@ -30,6 +30,8 @@ pub const CURRENCY_BYTES: usize = 3;
 pub const POSTINGS_PER_EVENT_MAX: usize = 1024;
 /// Most events one `feed` call accepts; larger logs are fed in chunks.
 pub const FEED_EVENTS_MAX: usize = 1_000_000;
+/// Chunks at least this long are scanned on several threads (see `scan.rs`).
+pub const PARALLEL_EVENTS_MIN: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FoldError {
@@ -91,6 +93,7 @@ struct Posting<'a> {
 }
 
 mod parse;
+mod scan;
 
 pub struct Folder {
     pub head: [u8; HASH_BYTES],
@@ -98,6 +101,7 @@ pub struct Folder {
     pub first_error: Option<(u64, FoldError)>,
     balances: Balances,
     key: Vec<u8>,
+    threads: usize,
 }
 
 impl Folder {
@@ -108,6 +112,7 @@ impl Folder {
             first_error: None,
             balances: Balances::default(),
             key: Vec::with_capacity(ACCOUNT_BYTES_MAX + CURRENCY_BYTES),
+            threads: crate::sig::default_threads(),
         })
     }
 
@@ -133,22 +138,100 @@ impl Folder {
                 "at most {FEED_EVENTS_MAX} events per feed, got {count}"
             )));
         }
-        for i in 0..count {
-            if !self.step(bodies[i], signatures[i], hashes[i], postings[i]) {
+        self.fold(&scan::Columns {
+            bodies,
+            signatures,
+            hashes,
+            postings,
+        });
+        Ok(())
+    }
+
+    /// Use at most `threads` threads per chunk (default: every core).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    fn fold(&mut self, columns: &scan::Columns<'_>) {
+        if self.first_error.is_some() {
+            return;
+        }
+        let count = columns.bodies.len();
+        let threads = if count >= PARALLEL_EVENTS_MIN {
+            self.threads
+        } else {
+            1
+        };
+        let scans = scan::scan_parts(columns, &self.head, threads);
+        if !self.merge(columns, scans) {
+            for i in 0..count {
+                let (body, signature) = (columns.bodies[i], columns.signatures[i]);
+                if !self.step(body, signature, columns.hashes[i], columns.postings[i]) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Apply the scans in order up to the first failing event; false (and nothing changed)
+    /// when a running balance might leave i64, so the caller folds serially instead.
+    fn merge(&mut self, columns: &scan::Columns<'_>, scans: Vec<scan::Scan>) -> bool {
+        let mut used = Vec::with_capacity(scans.len());
+        let mut stop = None;
+        for part in scans {
+            used.push(part.partials);
+            if part.stop.is_some() {
+                stop = part.stop;
                 break;
             }
         }
-        Ok(())
+        let magnitude: i128 = used
+            .iter()
+            .flat_map(|p| p.values())
+            .map(|p| p.magnitude)
+            .sum();
+        let fits = |balance: i64| (balance as i128).abs() + magnitude <= i64::MAX as i128;
+        let safe = magnitude <= i64::MAX as i128
+            && used
+                .iter()
+                .flat_map(|p| p.keys())
+                .all(|key| fits(self.balances.get(key).copied().unwrap_or(0)));
+        if !safe {
+            return false;
+        }
+        for partials in used {
+            for (key, partial) in partials {
+                let sum = partial.sum as i64; // |sum| <= magnitude, checked above
+                match self.balances.get_mut(&key) {
+                    Some(balance) => *balance += sum,
+                    None => {
+                        self.balances.insert(key, sum);
+                    }
+                }
+            }
+        }
+        let folded = stop.map_or(columns.bodies.len(), |(index, _)| index);
+        if folded > 0 {
+            self.head.copy_from_slice(columns.hashes[folded - 1]);
+        }
+        self.first_error = stop.map(|(index, error)| (self.position + index as u64 + 1, error));
+        self.position += folded as u64;
+        true
     }
 
     /// Fold a packed buffer (see [`unpack`]); same semantics as [`Folder::feed`].
     pub fn feed_packed(&mut self, buffer: &[u8]) -> Result<(), CoreError> {
         let records = unpack(buffer)?;
-        for (body, signature, hash, postings) in records {
-            if !self.step(body, signature, hash, postings) {
-                break;
-            }
-        }
+        let bodies: Vec<&[u8]> = records.iter().map(|r| r.0).collect();
+        let signatures: Vec<&[u8]> = records.iter().map(|r| r.1).collect();
+        let hashes: Vec<&[u8]> = records.iter().map(|r| r.2).collect();
+        let postings: Vec<&[u8]> = records.iter().map(|r| r.3).collect();
+        self.fold(&scan::Columns {
+            bodies: &bodies,
+            signatures: &signatures,
+            hashes: &hashes,
+            postings: &postings,
+        });
         Ok(())
     }
 
@@ -178,14 +261,8 @@ impl Folder {
     }
 
     fn add(&mut self, text: &[u8]) -> Result<(), FoldError> {
-        let postings = parse::postings(text)?;
-        if postings
-            .iter()
-            .any(|p| p.amount < i64::MIN as i128 || p.amount > i64::MAX as i128)
-        {
-            return Err(FoldError::AmountOverflow);
-        }
-        balanced(&postings)?;
+        let mut postings = Vec::new();
+        checked_postings(text, &mut postings)?;
         // Check every new balance before changing any, so a refused event leaves no trace.
         let mut updated: Vec<i128> = Vec::with_capacity(postings.len());
         for (i, posting) in postings.iter().enumerate() {
@@ -233,6 +310,19 @@ impl Folder {
             ((text(account), text(currency)), *value)
         })
     }
+}
+
+/// Parse one event's postings into `out` and check them on their own: well formed, every
+/// amount within i64, balanced per currency.
+fn checked_postings<'a>(text: &'a [u8], out: &mut Vec<Posting<'a>>) -> Result<(), FoldError> {
+    parse::postings_into(text, out)?;
+    if out
+        .iter()
+        .any(|p| p.amount < i64::MIN as i128 || p.amount > i64::MAX as i128)
+    {
+        return Err(FoldError::AmountOverflow);
+    }
+    balanced(out)
 }
 
 fn same_key(a: &Posting<'_>, b: &Posting<'_>) -> bool {
@@ -387,13 +477,63 @@ mod tests {
         let big = br#"[["a","CNY",9223372036854775808],["b","CNY",-9223372036854775808]]"#;
         assert_eq!(fold_one(big).0, Some((1, FoldError::AmountOverflow)));
         let repeated = br#"[["a","CNY",0],["a","CNY",0],["a","CNY",1],["a","CNY",-1],["a","CNY",2],["b","CNY",-2]]"#;
-        assert_eq!(fold_one(repeated).1[&("a".to_string(), "CNY".to_string())], 2);
+        assert_eq!(
+            fold_one(repeated).1[&("a".to_string(), "CNY".to_string())],
+            2
+        );
         let edge = br#"[["a","CNY",9223372036854775807],["b","CNY",-9223372036854775807]]"#;
         assert_eq!(fold_one(edge).0, None);
         let twice = br#"[["a","CNY",9223372036854775807],["a","CNY",1],["b","CNY",-9223372036854775807],["b","CNY",-1]]"#;
         let (error, balances) = fold_one(twice);
         assert_eq!(error, Some((1, FoldError::AmountOverflow)));
         assert!(balances.is_empty(), "a refused event leaves no trace");
+    }
+
+    /// Folding through the parallel scans must equal folding event by event (`step`).
+    #[test]
+    fn parallel_scans_equal_serial_steps() {
+        let count = 3 * PARALLEL_EVENTS_MIN + 17;
+        let bodies: Vec<Vec<u8>> = (0..count)
+            .map(|i| format!("{{\"seq\":{i}}}").into_bytes())
+            .collect();
+        let sigs: Vec<[u8; 64]> = (0..count).map(|i| [(i % 251) as u8; 64]).collect();
+        let big = i64::MAX / 2;
+        let postings: Vec<Vec<u8>> = (0..count)
+            .map(|i| match i % 7 {
+                0 => format!(r#"[["a{}","CNY",{i}],["b","CNY",-{i}]]"#, i % 50).into_bytes(),
+                1 => format!(r#"[["big","EUR",{big}],["c","EUR",-{big}]]"#).into_bytes(),
+                _ => b"[]".to_vec(),
+            })
+            .collect();
+        let b: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        let s: Vec<&[u8]> = sigs.iter().map(|x| &x[..]).collect();
+        let p: Vec<&[u8]> = postings.iter().map(Vec::as_slice).collect();
+        let hashes = extend(&[0u8; 32], &b, &s).unwrap();
+        for bad in [None, Some(0), Some(5000), Some(count - 1)] {
+            let mut h: Vec<&[u8]> = hashes.iter().map(|x| &x[..]).collect();
+            let zero = [0u8; 32];
+            if let Some(index) = bad {
+                h[index] = &zero;
+            }
+            let mut serial = Folder::new(&[0u8; 32], 3).unwrap();
+            for i in 0..count {
+                if !serial.step(b[i], s[i], h[i], p[i]) {
+                    break;
+                }
+            }
+            for threads in [1, 2, 3] {
+                let mut parallel = Folder::new(&[0u8; 32], 3).unwrap();
+                parallel.set_threads(threads);
+                parallel.feed(&b, &s, &h, &p).unwrap();
+                let state = |f: &Folder| (f.head, f.position, f.first_error, balances(f));
+                assert_eq!(
+                    state(&parallel),
+                    state(&serial),
+                    "bad {bad:?}, threads {threads}"
+                );
+            }
+        }
+        assert!(balances(&Folder::new(&[0u8; 32], 0).unwrap()).is_empty());
     }
 
     #[test]

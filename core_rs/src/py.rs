@@ -1,7 +1,7 @@
 //! PyO3 wrappers: the only module that knows about Python.
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -26,22 +26,43 @@ fn to_py_err(error: CoreError) -> PyErr {
     }
 }
 
-/// Every item of a sequence of `bytes`, kept alive by the returned handles so their buffers
-/// can be read with the GIL released (`bytes` is immutable).
-fn bytes_items<'py>(items: &Bound<'py, PyAny>, name: &str) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    let mut out = Vec::with_capacity(items.len().unwrap_or(0));
-    for (i, item) in items.try_iter()?.enumerate() {
-        let item = item?;
-        let bytes = item.cast_into::<PyBytes>().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(format!("{name}[{i}] must be bytes"))
-        })?;
-        out.push(bytes);
+/// A tuple of the items of a sequence (the sequence itself when it is a tuple).
+///
+/// Why a tuple: a caller's list could be changed by another thread while the GIL is released; a
+/// tuple cannot, and it keeps every item alive, so `slices` can borrow the buffers of its
+/// `bytes` (immutable) for as long as the tuple lives. Passing tuples skips the copy.
+fn bytes_items<'py>(items: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+    match items.cast::<pyo3::types::PyTuple>() {
+        Ok(tuple) => Ok(tuple.clone()),
+        Err(_) => items
+            .cast::<pyo3::types::PySequence>()
+            .map_err(|_| PyTypeError::new_err(format!("{name} must be a sequence of bytes")))?
+            .to_tuple(),
     }
-    Ok(out)
 }
 
-fn slices<'a>(items: &'a [Bound<'_, PyBytes>]) -> Vec<&'a [u8]> {
-    items.iter().map(|b| b.as_bytes()).collect()
+/// The buffers of the tuple's items, each of which must be `bytes`; valid while the tuple lives.
+/// One C call per item, which touches the object once (the items are often cold in cache).
+fn slices<'a>(tuple: &'a Bound<'_, pyo3::types::PyTuple>, name: &str) -> PyResult<Vec<&'a [u8]>> {
+    let mut out = Vec::with_capacity(tuple.len());
+    for i in 0..tuple.len() {
+        let mut data: *mut std::ffi::c_char = std::ptr::null_mut();
+        let mut length: pyo3::ffi::Py_ssize_t = 0;
+        // SAFETY: `i` is in bounds and PyTuple_GetItem returns a reference owned by `tuple`;
+        // PyBytes_AsStringAndSize refuses anything but bytes (returning -1 with an exception set).
+        // A bytes object never changes or moves its buffer, so the slice lives as long as `tuple`.
+        let status = unsafe {
+            let item = pyo3::ffi::PyTuple_GetItem(tuple.as_ptr(), i as isize);
+            pyo3::ffi::PyBytes_AsStringAndSize(item, &mut data, &mut length)
+        };
+        if status != 0 {
+            drop(PyErr::take(tuple.py()));
+            return Err(PyTypeError::new_err(format!("{name}[{i}] must be bytes")));
+        }
+        // SAFETY: see above; `data` points at `length` bytes owned by the item.
+        out.push(unsafe { std::slice::from_raw_parts(data as *const u8, length as usize) });
+    }
+    Ok(out)
 }
 
 #[pyfunction]
@@ -58,7 +79,8 @@ fn ed25519_verify_batch(
         bytes_items(messages, "messages")?,
         bytes_items(signatures, "signatures")?,
     );
-    let (keys, messages, signatures) = (slices(&keys), slices(&messages), slices(&signatures));
+    let (keys, messages, signatures) =
+        (slices(&keys, "public_keys")?, slices(&messages, "messages")?, slices(&signatures, "signatures")?);
     let threads = threads.unwrap_or_else(sig::default_threads);
     py.detach(|| sig::verify_batch(&keys, &messages, &signatures, threads))
         .map_err(to_py_err)
@@ -97,7 +119,7 @@ fn chain_extend<'py>(
     sigs: &Bound<'py, PyAny>,
 ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     let (bodies, sigs) = (bytes_items(bodies, "bodies")?, bytes_items(sigs, "sigs")?);
-    let (bodies, sigs) = (slices(&bodies), slices(&sigs));
+    let (bodies, sigs) = (slices(&bodies, "bodies")?, slices(&sigs, "sigs")?);
     let hashes = py
         .detach(|| chain::extend(head, &bodies, &sigs))
         .map_err(to_py_err)?;
@@ -117,7 +139,7 @@ fn chain_verify<'py>(
         bytes_items(sigs, "sigs")?,
         bytes_items(hashes, "hashes")?,
     );
-    let (bodies, sigs, hashes) = (slices(&bodies), slices(&sigs), slices(&hashes));
+    let (bodies, sigs, hashes) = (slices(&bodies, "bodies")?, slices(&sigs, "sigs")?, slices(&hashes, "hashes")?);
     let (last, mismatch) = py
         .detach(|| chain::verify(head, &bodies, &sigs, &hashes))
         .map_err(to_py_err)?;
@@ -133,11 +155,13 @@ struct LedgerFolder {
 #[pymethods]
 impl LedgerFolder {
     #[new]
-    #[pyo3(signature = (head = &[0u8; chain::HASH_BYTES][..], position = 0))]
-    fn new(head: &[u8], position: u64) -> PyResult<Self> {
-        Ok(LedgerFolder {
-            inner: fold::Folder::new(head, position).map_err(to_py_err)?,
-        })
+    #[pyo3(signature = (head = &[0u8; chain::HASH_BYTES][..], position = 0, *, threads = None))]
+    fn new(head: &[u8], position: u64, threads: Option<usize>) -> PyResult<Self> {
+        let mut inner = fold::Folder::new(head, position).map_err(to_py_err)?;
+        if let Some(threads) = threads {
+            inner.set_threads(threads);
+        }
+        Ok(LedgerFolder { inner })
     }
 
     fn feed(
@@ -154,10 +178,10 @@ impl LedgerFolder {
             bytes_items(postings, "postings")?,
         );
         let (bodies, sigs, hashes, postings) = (
-            slices(&bodies),
-            slices(&sigs),
-            slices(&hashes),
-            slices(&postings),
+            slices(&bodies, "bodies")?,
+            slices(&sigs, "sigs")?,
+            slices(&hashes, "hashes")?,
+            slices(&postings, "postings")?,
         );
         let inner = &mut self.inner;
         py.detach(|| inner.feed(&bodies, &sigs, &hashes, &postings))

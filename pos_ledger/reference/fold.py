@@ -72,7 +72,7 @@ def parse_postings(text: bytes) -> list[tuple[str, str, int | _OutOfRange]]:
 class LedgerFolder:
     """Folds stored events chunk by chunk; keeps only the head, counters and balances."""
 
-    def __init__(self, head: bytes = bytes(HASH_BYTES), position: int = 0) -> None:
+    def __init__(self, head: bytes = bytes(HASH_BYTES), position: int = 0, *, threads: int | None = None) -> None:
         check_head(head)
         if position < 0:
             raise OverflowError("position is a non-negative integer")

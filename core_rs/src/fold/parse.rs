@@ -19,10 +19,14 @@ struct Cursor<'a> {
     at: usize,
 }
 
-pub(super) fn postings(bytes: &[u8]) -> Result<Vec<Posting<'_>>, FoldError> {
+/// Parse into `postings` (cleared first), so a scan reuses one buffer for every event.
+pub(super) fn postings_into<'a>(
+    bytes: &'a [u8],
+    postings: &mut Vec<Posting<'a>>,
+) -> Result<(), FoldError> {
+    postings.clear();
     let text = std::str::from_utf8(bytes).map_err(|_| MALFORMED)?;
     let mut cursor = Cursor { text, at: 0 };
-    let mut postings = Vec::new();
     cursor.expect(b'[')?;
     if !cursor.eat(b']') {
         loop {
@@ -40,7 +44,7 @@ pub(super) fn postings(bytes: &[u8]) -> Result<Vec<Posting<'_>>, FoldError> {
     if cursor.at != text.len() {
         return Err(MALFORMED);
     }
-    Ok(postings)
+    Ok(())
 }
 
 impl<'a> Cursor<'a> {
