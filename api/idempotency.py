@@ -3,14 +3,16 @@
 * The same key with the same request (method, path, query, body) replays the first
   answer: status, content type and body, with `Idempotent-Replayed: true`.
 * The same key with a different request is a 422 problem (`idempotency-key-reused`).
-* Keys are scoped by the caller's credential (the bearer token, or the signing
-  terminal's key id), so two callers never see each other's answers.
-* A request with a key that is still running makes a concurrent twin wait for it
-  and then replay its answer.
-* 5xx answers are not remembered: the client may retry them with the same key.
-* Limits: keys are 1-255 printable characters; `KEYS_KEPT_MAX` answers are kept for
-  `KEY_TTL_S`, the oldest forgotten first; answers over `ANSWER_BYTES_MAX` are not kept.
-  The table lives in this process's memory (a restart forgets it).
+* Keys are scoped by the caller's credential (the bearer token's hash, or the
+  signing terminal's key id), so two callers never see each other's answers.
+* Answers live in a table (`pos_idempotency_keys`) in the ledger's own database, so
+  they survive restarts and are shared by every server process on that database.
+  A key is reserved before the request runs (status 0): a concurrent twin waits for
+  the first answer (up to `IN_PROGRESS_WAIT_S`, then 409 `idempotency-key-in-use`); a
+  reservation left by a crashed process is taken over after `RESERVATION_S_MAX`.
+* 5xx and 401 answers are not kept: the client may retry them with the same key.
+* Limits: keys are 1-255 printable characters; answers are kept `KEY_TTL_S`; request
+  bodies over `REQUEST_BYTES_MAX` are refused; answers over `ANSWER_BYTES_MAX` are not kept.
 """
 
 from __future__ import annotations
@@ -19,37 +21,109 @@ import asyncio
 import hashlib
 import json
 import re
+import sqlite3
+import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
-KEYS_KEPT_MAX: Final = 100_000
 KEY_TTL_S: Final = 24 * 3600
 ANSWER_BYTES_MAX: Final = 1 << 20
 REQUEST_BYTES_MAX: Final = 4 << 20
+IN_PROGRESS_WAIT_S: Final = 30.0
+RESERVATION_S_MAX: Final = 300.0
+POLL_INTERVAL_S: Final = 0.05
+#: Expired answers are swept once every this many reservations.
+SWEEP_EVERY: Final = 1_000
 _KEY: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
 _KEYID: Final = re.compile(r'keyid="([^"]{1,64})"')
+_TABLE: Final = ("CREATE TABLE IF NOT EXISTS pos_idempotency_keys (caller TEXT NOT NULL, key TEXT NOT NULL, "
+                 "fingerprint TEXT NOT NULL, status INTEGER NOT NULL, content_type TEXT NOT NULL, "
+                 "body {blob} NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (caller, key))")
 
 
-@dataclass(slots=True)
-class _Answer:
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
     fingerprint: str
-    stored_at: float
-    status: int = 0
-    content_type: bytes = b"application/json"
-    body: bytes = b""
-    done: asyncio.Event | None = None
+    #: 0 while the first request is still running.
+    status: int
+    content_type: str
+    body: bytes
+    created_at: float
+
+
+class AnswerTable:
+    """The table on SQLite or PostgreSQL: one connection, used under a lock (statements are tiny)."""
+
+    def __init__(self, database: str) -> None:
+        self._lock = threading.Lock()
+        self._reservations = 0
+        self._connection: Any
+        if database.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            self._connection = psycopg.connect(database, autocommit=True)
+            self._mark = "%s"
+            self._execute(_TABLE.format(blob="BYTEA"))
+        else:
+            self._connection = sqlite3.connect(database, timeout=30, isolation_level=None,
+                                               check_same_thread=False)
+            self._mark = "?"
+            self._execute(_TABLE.format(blob="BLOB"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def _execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            cursor = self._connection.execute(statement.replace("?", self._mark), params)
+            rows = cursor.fetchall() if cursor.description else []
+            if cursor.description is None:
+                rows = [cursor.rowcount]
+            return list(rows)
+
+    def reserve(self, caller: str, key: str, fingerprint: str) -> StoredAnswer | None:
+        """None when this request reserved the key; else the row already there."""
+        self._reservations += 1
+        if self._reservations % SWEEP_EVERY == 0:
+            self._execute("DELETE FROM pos_idempotency_keys WHERE created_at < ?", (time.time() - KEY_TTL_S,))
+        inserted = self._execute(
+            "INSERT INTO pos_idempotency_keys VALUES (?, ?, ?, 0, '', ?, ?) ON CONFLICT (caller, key) DO NOTHING",
+            (caller, key, fingerprint, b"", time.time()))
+        if inserted == [1]:
+            return None
+        return self.find(caller, key)
+
+    def find(self, caller: str, key: str) -> StoredAnswer | None:
+        rows = self._execute("SELECT fingerprint, status, content_type, body, created_at FROM pos_idempotency_keys "
+                             "WHERE caller = ? AND key = ?", (caller, key))
+        if not rows:
+            return None
+        fingerprint, status, content_type, body, created_at = rows[0]
+        return StoredAnswer(fingerprint, int(status), content_type, bytes(body), float(created_at))
+
+    def complete(self, caller: str, key: str, status: int, content_type: str, body: bytes) -> None:
+        self._execute("UPDATE pos_idempotency_keys SET status = ?, content_type = ?, body = ? "
+                      "WHERE caller = ? AND key = ?", (status, content_type, body, caller, key))
+
+    def release(self, caller: str, key: str, only_if_reserved_before: float | None = None) -> None:
+        if only_if_reserved_before is None:
+            self._execute("DELETE FROM pos_idempotency_keys WHERE caller = ? AND key = ?", (caller, key))
+        else:
+            self._execute("DELETE FROM pos_idempotency_keys WHERE caller = ? AND key = ? AND status = 0 "
+                          "AND created_at < ?", (caller, key, only_if_reserved_before))
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, database: str) -> None:
         self.app = app
-        self.answers: OrderedDict[tuple[str, str], _Answer] = OrderedDict()
+        self.table = AnswerTable(database)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -69,64 +143,67 @@ class IdempotencyMiddleware:
             return
         fingerprint = hashlib.sha256(b"\n".join([
             scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])).hexdigest()
-        slot = (_caller(headers), key)
-        self._expire()
-        earlier = self.answers.get(slot)
-        while earlier is not None and earlier.done is not None:
-            await earlier.done.wait()
-            earlier = self.answers.get(slot)
-        if earlier is not None:
+        caller = _caller(headers)
+        deadline = time.monotonic() + IN_PROGRESS_WAIT_S
+        while True:
+            earlier = await run_in_threadpool(self.table.reserve, caller, key, fingerprint)
+            if earlier is None:
+                await self._run_and_keep(scope, body, send, caller, key)
+                return
             if earlier.fingerprint != fingerprint:
                 await _problem(send, 422, "idempotency-key-reused",
                                "this Idempotency-Key was used with a different request")
                 return
-            await _replay(send, earlier)
-            return
-        answer = self.answers[slot] = _Answer(fingerprint, time.monotonic(), done=asyncio.Event())
-        try:
-            await self._run(scope, body, send, answer)
-        finally:
-            done, answer.done = answer.done, None
-            if not (0 < answer.status < 500) or len(answer.body) > ANSWER_BYTES_MAX:
-                self.answers.pop(slot, None)
-            while len(self.answers) > KEYS_KEPT_MAX:
-                self.answers.popitem(last=False)
-            assert done is not None
-            done.set()
-
-    async def _run(self, scope: Scope, body: bytes, send: Send, answer: _Answer) -> None:
-        delivered = False
-
-        async def receive_again() -> Message:
-            nonlocal delivered
-            if delivered:
-                return {"type": "http.disconnect"}
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        chunks: list[bytes] = []
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                answer.status = int(message["status"])
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"content-type":
-                        answer.content_type = value
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    answer.body = b"".join(chunks)
-            await send(message)
-
-        await self.app(scope, receive_again, capture)
-
-    def _expire(self) -> None:
-        cutoff = time.monotonic() - KEY_TTL_S
-        while self.answers:
-            oldest = next(iter(self.answers.values()))
-            if oldest.stored_at >= cutoff or oldest.done is not None:
+            if earlier.status:
+                await _replay(send, earlier)
                 return
-            self.answers.popitem(last=False)
+            if time.monotonic() > deadline:
+                await _problem(send, 409, "idempotency-key-in-use",
+                               "a request with this Idempotency-Key is still running; retry later")
+                return
+            # Still running elsewhere; a reservation nobody finished in time was left by a crash.
+            await run_in_threadpool(self.table.release, caller, key, time.time() - RESERVATION_S_MAX)
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    async def _run_and_keep(self, scope: Scope, body: bytes, send: Send, caller: str, key: str) -> None:
+        answer: dict[str, Any] = {"status": 0, "content_type": "application/json", "chunks": []}
+        try:
+            await self.app(scope, _replayed_body(body), _capturing(send, answer))
+        finally:
+            kept = b"".join(answer["chunks"])
+            # An unauthenticated attempt never ran: it must not pin the key for the real caller.
+            if 0 < answer["status"] < 500 and answer["status"] != 401 and len(kept) <= ANSWER_BYTES_MAX:
+                await run_in_threadpool(self.table.complete, caller, key, answer["status"],
+                                        answer["content_type"], kept)
+            else:
+                await run_in_threadpool(self.table.release, caller, key)
+
+
+def _replayed_body(body: bytes) -> Receive:
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _capturing(send: Send, answer: dict[str, Any]) -> Send:
+    async def capture(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = int(message["status"])
+            for name, value in message.get("headers", []):
+                if name.lower() == b"content-type":
+                    answer["content_type"] = value.decode("latin-1")
+        elif message["type"] == "http.response.body":
+            answer["chunks"].append(message.get("body", b""))
+        await send(message)
+
+    return capture
 
 
 def _caller(headers: dict[str, str]) -> str:
@@ -154,9 +231,9 @@ async def _read_body(receive: Receive) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _replay(send: Send, answer: _Answer) -> None:
+async def _replay(send: Send, answer: StoredAnswer) -> None:
     await send({"type": "http.response.start", "status": answer.status,
-                "headers": [(b"content-type", answer.content_type),
+                "headers": [(b"content-type", answer.content_type.encode("latin-1")),
                             (b"content-length", str(len(answer.body)).encode()),
                             (b"idempotent-replayed", b"true")]})
     await send({"type": "http.response.body", "body": answer.body})

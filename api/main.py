@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.state.ledger = ledger
     app.state.payments = Payments(ledger, provider, public_url)
     app.state.shifts = Shifts(ledger)
-    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(IdempotencyMiddleware, database=settings.database)
     errors.install(app)
     app.include_router(stores.router)
     app.include_router(events.router)
