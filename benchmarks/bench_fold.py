@@ -1,6 +1,6 @@
 """Auditor fold: chain verification + balanced-postings check + balance fold over stored events.
 
-    .venv/bin/python benchmarks/bench_fold.py [--events 1000000] [--twin-events 50000] [--chunk 100000]
+    .venv/bin/python benchmarks/bench_fold.py [--events 1000000] [--twin-events 50000] [--chunk 50000]
     .venv/bin/python benchmarks/bench_fold.py --events 10000000      # peak-memory run
 
 Synthetic stored events (~400-byte JSON bodies, 64-byte signatures, chain hashes, 2-4 postings
@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--twin-events", type=int, default=50_000)
-    parser.add_argument("--chunk", type=int, default=100_000)
+    parser.add_argument("--chunk", type=int, default=50_000)
     parser.add_argument("--source", choices=["auto", "sqlite", "generated"], default="auto")
     arguments = parser.parse_args()
     events, chunk = arguments.events, arguments.chunk

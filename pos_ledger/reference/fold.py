@@ -70,7 +70,10 @@ def parse_postings(text: bytes) -> list[tuple[str, str, int | _OutOfRange]]:
 
 
 class LedgerFolder:
-    """Folds stored events chunk by chunk; keeps only the head, counters and balances."""
+    """Folds stored events chunk by chunk; keeps only the head, counters and balances.
+
+    `threads` is accepted for parity with the Rust class and ignored: the twin is serial.
+    """
 
     def __init__(self, head: bytes = bytes(HASH_BYTES), position: int = 0, *, threads: int | None = None) -> None:
         check_head(head)
