@@ -64,7 +64,11 @@ const fn crc_table() -> [u16; 256] {
         let mut crc = (i as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
             bit += 1;
         }
         table[i] = crc;
@@ -97,7 +101,10 @@ impl Pos {
     /// `count` characters further on; the caller has checked they exist.
     fn advance(self, s: &str, count: usize) -> Pos {
         let bytes: usize = s[self.byte..].chars().take(count).map(char::len_utf8).sum();
-        Pos { byte: self.byte + bytes, char: self.char + count }
+        Pos {
+            byte: self.byte + bytes,
+            char: self.char + count,
+        }
     }
 }
 
@@ -106,39 +113,63 @@ fn check_text(value: &str, id: &str, start_char: usize) -> Result<(), CoreError>
         None => Ok(()),
         Some(i) => {
             let c = value.chars().nth(i).unwrap_or_default();
-            Err(error(format!("control character U+{:04X} in the value of field {id}", u32::from(c)), start_char + i))
+            Err(error(
+                format!(
+                    "control character U+{:04X} in the value of field {id}",
+                    u32::from(c)
+                ),
+                start_char + i,
+            ))
         }
     }
 }
 
 fn two_digits(bytes: &[u8], at: usize) -> Option<usize> {
     let (a, b) = (*bytes.get(at)?, *bytes.get(at + 1)?);
-    (a.is_ascii_digit() && b.is_ascii_digit()).then(|| usize::from(a - b'0') * 10 + usize::from(b - b'0'))
+    (a.is_ascii_digit() && b.is_ascii_digit())
+        .then(|| usize::from(a - b'0') * 10 + usize::from(b - b'0'))
 }
 
 /// The fields between `at` and `end`; `top` is the payload itself (templates and CRC rules apply).
-fn parse_fields<'a>(s: &'a str, mut at: Pos, end: Pos, top: bool) -> Result<Vec<Field<&'a str>>, CoreError> {
+fn parse_fields(s: &str, mut at: Pos, end: Pos, top: bool) -> Result<Vec<Field<&str>>, CoreError> {
     let bytes = s.as_bytes();
     let mut fields = Vec::with_capacity(if top { 16 } else { 4 });
     while at.byte < end.byte {
         if end.char - at.char < 4 {
-            return Err(error("truncated field: an id and a length need 4 characters", at.char));
+            return Err(error(
+                "truncated field: an id and a length need 4 characters",
+                at.char,
+            ));
         }
         if two_digits(bytes, at.byte).is_none() {
             return Err(error("field id is not two digits", at.char));
         }
         let id = &s[at.byte..at.byte + 2];
-        let length = two_digits(bytes, at.byte + 2).ok_or_else(|| error(format!("length of field {id} is not two digits"), at.char + 2))?;
+        let length = two_digits(bytes, at.byte + 2).ok_or_else(|| {
+            error(
+                format!("length of field {id} is not two digits"),
+                at.char + 2,
+            )
+        })?;
         if length == 0 {
             return Err(error(format!("field {id} has length 00"), at.char + 2));
         }
         if top && id == "63" && length != 4 {
-            return Err(error(format!("CRC field 63 has length {length:02}, not 04"), at.char + 2));
+            return Err(error(
+                format!("CRC field 63 has length {length:02}, not 04"),
+                at.char + 2,
+            ));
         }
-        let start = Pos { byte: at.byte + 4, char: at.char + 4 };
+        let start = Pos {
+            byte: at.byte + 4,
+            char: at.char + 4,
+        };
         let left = end.char - start.char;
         if length > left {
-            return Err(error(format!("field {id} has length {length:02} but only {left} characters follow"), at.char + 2));
+            return Err(error(
+                format!("field {id} has length {length:02} but only {left} characters follow"),
+                at.char + 2,
+            ));
         }
         let stop = start.advance(s, length);
         if top && id == "63" && stop.byte != end.byte {
@@ -156,7 +187,7 @@ fn parse_fields<'a>(s: &'a str, mut at: Pos, end: Pos, top: bool) -> Result<Vec<
     Ok(fields)
 }
 
-fn parse_subfields<'a>(s: &'a str, start: Pos, stop: Pos) -> Result<Vec<(&'a str, &'a str)>, CoreError> {
+fn parse_subfields(s: &str, start: Pos, stop: Pos) -> Result<Vec<(&str, &str)>, CoreError> {
     let nested = parse_fields(s, start, stop, false)?;
     Ok(nested
         .into_iter()
@@ -173,32 +204,55 @@ fn parse_subfields<'a>(s: &'a str, start: Pos, stop: Pos) -> Result<Vec<(&'a str
 pub fn decode(payload: &str) -> Result<Vec<Field<&str>>, CoreError> {
     let chars = payload.chars().count();
     if chars > PAYLOAD_CHARS_MAX {
-        return Err(error(format!("payload longer than {PAYLOAD_CHARS_MAX} characters"), PAYLOAD_CHARS_MAX));
+        return Err(error(
+            format!("payload longer than {PAYLOAD_CHARS_MAX} characters"),
+            PAYLOAD_CHARS_MAX,
+        ));
     }
-    let end = Pos { byte: payload.len(), char: chars };
+    let end = Pos {
+        byte: payload.len(),
+        char: chars,
+    };
     let fields = parse_fields(payload, Pos { byte: 0, char: 0 }, end, true)?;
     let crc = match fields.last() {
         Some(("63", Value::Text(crc))) => *crc,
         _ => return Err(error("missing CRC field 63 at the end", chars)),
     };
-    if let Some(i) = crc.bytes().position(|b| !matches!(b, b'0'..=b'9' | b'A'..=b'F')) {
-        return Err(error("CRC is not four upper-case hex digits", chars - 4 + i));
+    if let Some(i) = crc
+        .bytes()
+        .position(|b| !matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+    {
+        return Err(error(
+            "CRC is not four upper-case hex digits",
+            chars - 4 + i,
+        ));
     }
     let computed = crc_hex(&payload.as_bytes()[..payload.len() - 4]);
     if crc.as_bytes() != computed {
         let computed = String::from_utf8_lossy(&computed);
-        return Err(error(format!("CRC mismatch: payload says {crc}, computed {computed}"), chars - 4));
+        return Err(error(
+            format!("CRC mismatch: payload says {crc}, computed {computed}"),
+            chars - 4,
+        ));
     }
     Ok(fields)
 }
 
-fn push_text_field(out: &mut String, chars: &mut usize, id: &str, value: &str) -> Result<(), CoreError> {
+fn push_text_field(
+    out: &mut String,
+    chars: &mut usize,
+    id: &str,
+    value: &str,
+) -> Result<(), CoreError> {
     if !is_id(id) {
         return Err(error(format!("field id '{id}' is not two digits"), *chars));
     }
     let length = value.chars().count();
     if length == 0 || length > VALUE_CHARS_MAX {
-        return Err(error(format!("value of field {id} has {length} characters, not 1..=99"), *chars));
+        return Err(error(
+            format!("value of field {id} has {length} characters, not 1..=99"),
+            *chars,
+        ));
     }
     check_text(value, id, *chars + 4)?;
     out.push_str(id);
@@ -208,7 +262,12 @@ fn push_text_field(out: &mut String, chars: &mut usize, id: &str, value: &str) -
     Ok(())
 }
 
-fn push_template<S: AsRef<str>>(out: &mut String, chars: &mut usize, id: &str, subfields: &[(S, S)]) -> Result<(), CoreError> {
+fn push_template<S: AsRef<str>>(
+    out: &mut String,
+    chars: &mut usize,
+    id: &str,
+    subfields: &[(S, S)],
+) -> Result<(), CoreError> {
     let (start_byte, start_char) = (out.len(), *chars);
     out.push_str(id);
     out.push_str("00");
@@ -218,7 +277,10 @@ fn push_template<S: AsRef<str>>(out: &mut String, chars: &mut usize, id: &str, s
     }
     let length = *chars - start_char - 4;
     if length == 0 || length > VALUE_CHARS_MAX {
-        return Err(error(format!("template {id} has {length} characters, not 1..=99"), start_char));
+        return Err(error(
+            format!("template {id} has {length} characters, not 1..=99"),
+            start_char,
+        ));
     }
     out.replace_range(start_byte + 2..start_byte + 4, &format!("{length:02}"));
     Ok(())
@@ -242,14 +304,29 @@ pub fn encode<S: AsRef<str>>(fields: &[Field<S>]) -> Result<String, CoreError> {
             return Err(error("CRC field 63 may only come last", chars));
         }
         match (is_template_id(id), value) {
-            (true, Value::Template(subfields)) => push_template(&mut out, &mut chars, id, subfields)?,
+            (true, Value::Template(subfields)) => {
+                push_template(&mut out, &mut chars, id, subfields)?
+            }
             (false, Value::Text(text)) => push_text_field(&mut out, &mut chars, id, text.as_ref())?,
-            (true, Value::Text(_)) => return Err(error(format!("field {id} is a template: give a list of (id, value)"), chars)),
-            (false, Value::Template(_)) => return Err(error(format!("field {id} is not a template: give a string"), chars)),
+            (true, Value::Text(_)) => {
+                return Err(error(
+                    format!("field {id} is a template: give a list of (id, value)"),
+                    chars,
+                ))
+            }
+            (false, Value::Template(_)) => {
+                return Err(error(
+                    format!("field {id} is not a template: give a string"),
+                    chars,
+                ))
+            }
         }
     }
     if chars + CRC_FIELD_CHARS > PAYLOAD_CHARS_MAX {
-        return Err(error(format!("payload longer than {PAYLOAD_CHARS_MAX} characters"), PAYLOAD_CHARS_MAX));
+        return Err(error(
+            format!("payload longer than {PAYLOAD_CHARS_MAX} characters"),
+            PAYLOAD_CHARS_MAX,
+        ));
     }
     out.push_str("6304");
     let crc = crc_hex(out.as_bytes());
@@ -272,7 +349,10 @@ fn offsets<S: AsRef<str>>(fields: &[Field<S>]) -> (Vec<usize>, usize) {
         }
         at += 4 + match value {
             Value::Text(text) => text.as_ref().chars().count(),
-            Value::Template(subs) => subs.iter().map(|(_, v)| 4 + v.as_ref().chars().count()).sum(),
+            Value::Template(subs) => subs
+                .iter()
+                .map(|(_, v)| 4 + v.as_ref().chars().count())
+                .sum(),
         };
     }
     (starts, end.unwrap_or(at))
@@ -287,20 +367,33 @@ struct Fields<'f, S> {
 
 impl<'f, S: AsRef<str>> Fields<'f, S> {
     fn text(&self, id: &str) -> Option<(usize, &'f str)> {
-        self.fields.iter().zip(&self.starts).find_map(|((i, v), &at)| match v {
-            Value::Text(t) if i.as_ref() == id => Some((at, t.as_ref())),
-            _ => None,
-        })
+        self.fields
+            .iter()
+            .zip(&self.starts)
+            .find_map(|((i, v), &at)| match v {
+                Value::Text(t) if i.as_ref() == id => Some((at, t.as_ref())),
+                _ => None,
+            })
     }
 
     /// The GUI (sub-field 00) of each template among `ids`, with the template's position.
-    fn guis(&self, ids: std::ops::RangeInclusive<u8>) -> impl Iterator<Item = (usize, &'f str)> + '_ {
-        self.fields.iter().zip(&self.starts).filter_map(move |((i, v), &at)| match v {
-            Value::Template(subs) if id_number(i.as_ref()).is_some_and(|n| ids.contains(&n)) => {
-                subs.iter().find(|(s, _)| s.as_ref() == "00").map(|(_, gui)| (at, gui.as_ref()))
-            }
-            _ => None,
-        })
+    fn guis(
+        &self,
+        ids: std::ops::RangeInclusive<u8>,
+    ) -> impl Iterator<Item = (usize, &'f str)> + '_ {
+        self.fields
+            .iter()
+            .zip(&self.starts)
+            .filter_map(move |((i, v), &at)| match v {
+                Value::Template(subs)
+                    if id_number(i.as_ref()).is_some_and(|n| ids.contains(&n)) =>
+                {
+                    subs.iter()
+                        .find(|(s, _)| s.as_ref() == "00")
+                        .map(|(_, gui)| (at, gui.as_ref()))
+                }
+                _ => None,
+            })
     }
 
     fn missing(&self, what: &str) -> CoreError {
@@ -308,7 +401,8 @@ impl<'f, S: AsRef<str>> Fields<'f, S> {
     }
 
     fn require(&self, id: &str) -> Result<(usize, &'f str), CoreError> {
-        self.text(id).ok_or_else(|| self.missing(&format!("field {id}")))
+        self.text(id)
+            .ok_or_else(|| self.missing(&format!("field {id}")))
     }
 
     fn require_equal(&self, id: &str, expected: &str) -> Result<(), CoreError> {
@@ -316,10 +410,18 @@ impl<'f, S: AsRef<str>> Fields<'f, S> {
         if value == expected {
             return Ok(());
         }
-        Err(error(format!("{}: field {id} is '{value}', not '{expected}'", self.scheme), at))
+        Err(error(
+            format!("{}: field {id} is '{value}', not '{expected}'", self.scheme),
+            at,
+        ))
     }
 
-    fn require_gui(&self, ids: std::ops::RangeInclusive<u8>, ok: impl Fn(&str) -> bool, what: &str) -> Result<(), CoreError> {
+    fn require_gui(
+        &self,
+        ids: std::ops::RangeInclusive<u8>,
+        ok: impl Fn(&str) -> bool,
+        what: &str,
+    ) -> Result<(), CoreError> {
         match self.guis(ids).any(|(_, gui)| ok(gui)) {
             true => Ok(()),
             false => Err(self.missing(what)),
@@ -333,7 +435,9 @@ fn check_syntax(id: &str, value: &str) -> Option<&'static str> {
         "01" if value != "11" && value != "12" => Some("point of initiation (01) is '11' or '12'"),
         "52" if !digits(4) => Some("merchant category code (52) is 4 digits"),
         "53" if !digits(3) => Some("currency (53) is 3 digits (ISO 4217 numeric)"),
-        "54" if !is_amount(value) => Some("amount (54) is up to 13 characters: digits, optionally '.' and digits"),
+        "54" if !is_amount(value) => {
+            Some("amount (54) is up to 13 characters: digits, optionally '.' and digits")
+        }
         "58" if !(value.len() == 2 && value.bytes().all(|b| b.is_ascii_uppercase())) => {
             Some("country (58) is 2 upper-case letters (ISO 3166-1 alpha-2)")
         }
@@ -350,12 +454,20 @@ fn is_amount(value: &str) -> bool {
 fn check_emvco<S: AsRef<str>>(f: &Fields<'_, S>) -> Result<(), CoreError> {
     match f.fields.first() {
         Some((id, Value::Text(v))) if id.as_ref() == "00" && v.as_ref() == "01" => {}
-        _ => return Err(error(format!("{}: field 00 = '01' must come first", f.scheme), 0)),
+        _ => {
+            return Err(error(
+                format!("{}: field 00 = '01' must come first", f.scheme),
+                0,
+            ))
+        }
     }
     for id in ["52", "53", "58", "59", "60"] {
         f.require(id)?;
     }
-    let has_account = f.fields.iter().any(|(id, _)| id_number(id.as_ref()).is_some_and(|n| (2..=51).contains(&n)));
+    let has_account = f
+        .fields
+        .iter()
+        .any(|(id, _)| id_number(id.as_ref()).is_some_and(|n| (2..=51).contains(&n)));
     match has_account {
         true => Ok(()),
         false => Err(f.missing("a merchant account field (02..=51)")),
@@ -366,7 +478,11 @@ fn check_scheme<S: AsRef<str>>(f: &Fields<'_, S>) -> Result<(), CoreError> {
     match f.scheme {
         "emvco" => check_emvco(f),
         "pix" => {
-            f.require_gui(26..=51, |g| g.eq_ignore_ascii_case("br.gov.bcb.pix"), "a template 26..=51 with GUI br.gov.bcb.pix")?;
+            f.require_gui(
+                26..=51,
+                |g| g.eq_ignore_ascii_case("br.gov.bcb.pix"),
+                "a template 26..=51 with GUI br.gov.bcb.pix",
+            )?;
             for id in ["52", "59", "60"] {
                 f.require(id)?;
             }
@@ -377,26 +493,39 @@ fn check_scheme<S: AsRef<str>>(f: &Fields<'_, S>) -> Result<(), CoreError> {
             let credit = f.guis(29..=29).any(|(_, g)| g == "A000000677010111");
             let bill = f.guis(30..=30).any(|(_, g)| g == "A000000677010112");
             if !(credit || bill) {
-                return Err(f.missing("template 29 (GUI A000000677010111) or 30 (GUI A000000677010112)"));
+                return Err(
+                    f.missing("template 29 (GUI A000000677010111) or 30 (GUI A000000677010112)")
+                );
             }
             f.require_equal("53", "764")?;
             f.require_equal("58", "TH")
         }
         "vietqr" => {
-            f.require_gui(38..=38, |g| g == "A000000727", "template 38 with GUI A000000727")?;
+            f.require_gui(
+                38..=38,
+                |g| g == "A000000727",
+                "template 38 with GUI A000000727",
+            )?;
             f.require_equal("53", "704")?;
             f.require_equal("58", "VN")
         }
         "unionpay" => {
             check_emvco(f)?;
             let primitive = f.text("15").is_some() || f.text("16").is_some();
-            let template = f.guis(26..=51).any(|(_, g)| g.starts_with("A000000333") || g.starts_with("D156"));
+            let template = f
+                .guis(26..=51)
+                .any(|(_, g)| g.starts_with("A000000333") || g.starts_with("D156"));
             match primitive || template {
                 true => Ok(()),
-                false => Err(f.missing("field 15/16 or a template 26..=51 with GUI A000000333... or D156...")),
+                false => Err(f.missing(
+                    "field 15/16 or a template 26..=51 with GUI A000000333... or D156...",
+                )),
             }
         }
-        other => Err(CoreError::invalid(format!("unknown EMV scheme '{other}'; known: {}", SCHEMES.join(", ")))),
+        other => Err(CoreError::invalid(format!(
+            "unknown EMV scheme '{other}'; known: {}",
+            SCHEMES.join(", ")
+        ))),
     }
 }
 
@@ -414,7 +543,12 @@ pub fn validate<S: AsRef<str>>(fields: &[Field<S>], scheme: Option<&str>) -> Res
     }
     match scheme {
         None => Ok(()),
-        Some(scheme) => check_scheme(&Fields { fields, starts, end, scheme }),
+        Some(scheme) => check_scheme(&Fields {
+            fields,
+            starts,
+            end,
+            scheme,
+        }),
     }
 }
 
@@ -441,10 +575,16 @@ pub struct PaymentRequest<'a> {
 /// `amount_minor` as a decimal string with `exponent` digits after the point: 12345, 2 -> "123.45".
 pub fn format_amount(amount_minor: i64, exponent: i64) -> Result<String, CoreError> {
     if amount_minor < 1 {
-        return Err(CoreError::emv(format!("amount_minor must be at least 1, got {amount_minor}"), None));
+        return Err(CoreError::emv(
+            format!("amount_minor must be at least 1, got {amount_minor}"),
+            None,
+        ));
     }
     if !(0..=CURRENCY_EXPONENT_MAX).contains(&exponent) {
-        return Err(CoreError::emv(format!("currency_exponent is 0..={CURRENCY_EXPONENT_MAX}, got {exponent}"), None));
+        return Err(CoreError::emv(
+            format!("currency_exponent is 0..={CURRENCY_EXPONENT_MAX}, got {exponent}"),
+            None,
+        ));
     }
     let digits = format!("{amount_minor:0width$}", width = exponent as usize + 1);
     let amount = match exponent {
@@ -455,7 +595,10 @@ pub fn format_amount(amount_minor: i64, exponent: i64) -> Result<String, CoreErr
         }
     };
     if amount.len() > AMOUNT_CHARS_MAX {
-        return Err(CoreError::emv(format!("amount {amount} is longer than {AMOUNT_CHARS_MAX} characters"), None));
+        return Err(CoreError::emv(
+            format!("amount {amount} is longer than {AMOUNT_CHARS_MAX} characters"),
+            None,
+        ));
     }
     Ok(amount)
 }
@@ -464,7 +607,10 @@ fn check_length(name: &str, value: &str, max: usize) -> Result<(), CoreError> {
     let length = value.chars().count();
     match (1..=max).contains(&length) {
         true => Ok(()),
-        false => Err(CoreError::emv(format!("{name} has {length} characters, not 1..={max}"), None)),
+        false => Err(CoreError::emv(
+            format!("{name} has {length} characters, not 1..={max}"),
+            None,
+        )),
     }
 }
 
@@ -475,7 +621,10 @@ pub fn payment_payload(request: &PaymentRequest<'_>) -> Result<String, CoreError
     let amount = format_amount(request.amount_minor, request.currency_exponent)?;
     if !matches!(id_number(request.merchant_account_id), Some(26..=51)) {
         let id = request.merchant_account_id;
-        return Err(CoreError::emv(format!("merchant_account_tag is 26..=51, got '{id}'"), None));
+        return Err(CoreError::emv(
+            format!("merchant_account_tag is 26..=51, got '{id}'"),
+            None,
+        ));
     }
     check_length("merchant_name", request.merchant_name, 25)?;
     check_length("merchant_city", request.merchant_city, 15)?;
@@ -483,7 +632,10 @@ pub fn payment_payload(request: &PaymentRequest<'_>) -> Result<String, CoreError
     let fields: Vec<Field<&str>> = vec![
         ("00", Value::Text("01")),
         ("01", Value::Text("12")),
-        (request.merchant_account_id, Value::Template(request.merchant_account.to_vec())),
+        (
+            request.merchant_account_id,
+            Value::Template(request.merchant_account.to_vec()),
+        ),
         ("52", Value::Text(request.mcc)),
         ("53", Value::Text(request.currency_numeric)),
         ("54", Value::Text(&amount)),
@@ -501,7 +653,10 @@ pub fn payment_payload(request: &PaymentRequest<'_>) -> Result<String, CoreError
 mod tests {
     use super::*;
 
-    const SAMPLES: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/emv/mpm_samples.json"));
+    const SAMPLES: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/testdata/emv/mpm_samples.json"
+    ));
 
     fn samples() -> Vec<(String, bool)> {
         let json: serde_json::Value = serde_json::from_str(SAMPLES).expect("samples parse");
@@ -509,7 +664,12 @@ mod tests {
             .as_array()
             .expect("samples array")
             .iter()
-            .map(|s| (s["payload"].as_str().unwrap().to_owned(), s["crc_ok"].as_bool().unwrap()))
+            .map(|s| {
+                (
+                    s["payload"].as_str().unwrap().to_owned(),
+                    s["crc_ok"].as_bool().unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -532,7 +692,10 @@ mod tests {
         for (payload, ok) in all {
             match ok {
                 true => assert_eq!(encode(&decode(&payload).unwrap()).unwrap(), payload),
-                false => assert_eq!(position(decode(&payload)), Some(payload.chars().count() - 4)),
+                false => assert_eq!(
+                    position(decode(&payload)),
+                    Some(payload.chars().count() - 4)
+                ),
             }
         }
     }
@@ -542,9 +705,15 @@ mod tests {
         let (payload, _) = samples().remove(0);
         let fields = decode(&payload).unwrap();
         let language = fields.iter().find(|(id, _)| *id == "64").unwrap();
-        assert_eq!(language.1, Value::Template(vec![("00", "ZH"), ("01", "最佳运输"), ("02", "北京")]));
+        assert_eq!(
+            language.1,
+            Value::Template(vec![("00", "ZH"), ("01", "最佳运输"), ("02", "北京")])
+        );
         assert_eq!(fields.last().unwrap(), &("63", Value::Text("A13A")));
-        assert!(matches!(fields.iter().find(|(id, _)| *id == "91").unwrap().1, Value::Text(_)));
+        assert!(matches!(
+            fields.iter().find(|(id, _)| *id == "91").unwrap().1,
+            Value::Text(_)
+        ));
         validate(&fields, Some("emvco")).unwrap();
         validate(&fields, Some("unionpay")).unwrap();
     }
@@ -569,10 +738,25 @@ mod tests {
         assert_eq!(position(encode(&[("0", Value::Text("01"))])), Some(0));
         assert_eq!(position(encode(&[("00", Value::Text(""))])), Some(0));
         assert_eq!(position(encode(&[("00", Value::Text("0\n"))])), Some(5));
-        assert_eq!(position(encode(&[("00", Value::Text("01")), ("26", Value::Text("x"))])), Some(6));
-        assert_eq!(position(encode(&[("63", Value::Text("0000")), ("00", Value::Text("01"))])), Some(0));
+        assert_eq!(
+            position(encode(&[
+                ("00", Value::Text("01")),
+                ("26", Value::Text("x"))
+            ])),
+            Some(6)
+        );
+        assert_eq!(
+            position(encode(&[
+                ("63", Value::Text("0000")),
+                ("00", Value::Text("01"))
+            ])),
+            Some(0)
+        );
         let long = "x".repeat(100);
-        assert_eq!(position(encode(&[("00", Value::Text(long.as_str()))])), Some(0));
+        assert_eq!(
+            position(encode(&[("00", Value::Text(long.as_str()))])),
+            Some(0)
+        );
     }
 
     #[test]
@@ -620,6 +804,9 @@ mod tests {
         }
         let promptpay = decode(&all[2].0).unwrap();
         assert_eq!(position(validate(&promptpay, Some("emvco"))), Some(66));
-        assert!(matches!(validate(&promptpay, Some("nope")), Err(CoreError::Invalid { .. })));
+        assert!(matches!(
+            validate(&promptpay, Some("nope")),
+            Err(CoreError::Invalid { .. })
+        ));
     }
 }

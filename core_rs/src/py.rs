@@ -307,12 +307,17 @@ fn emv_error(message: String, position: Option<usize>) -> PyErr {
     })
 }
 
-fn emv_fields_to_py<'py>(py: Python<'py>, fields: &[emv::Field<&str>]) -> PyResult<Bound<'py, PyList>> {
+fn emv_fields_to_py<'py>(
+    py: Python<'py>,
+    fields: &[emv::Field<&str>],
+) -> PyResult<Bound<'py, PyList>> {
     let mut items = Vec::with_capacity(fields.len());
     for (id, value) in fields {
         let value = match value {
             emv::Value::Text(text) => PyString::new(py, text).into_any(),
-            emv::Value::Template(subfields) => PyList::new(py, subfields.iter().copied())?.into_any(),
+            emv::Value::Template(subfields) => {
+                PyList::new(py, subfields.iter().copied())?.into_any()
+            }
         };
         items.push(PyTuple::new(py, [PyString::new(py, id).into_any(), value])?);
     }
@@ -368,7 +373,10 @@ fn emv_payment_payload(
     reference_label: &str,
     merchant_account_tag: &str,
 ) -> PyResult<String> {
-    let account: Vec<(&str, &str)> = merchant_account.iter().map(|(i, v)| (i.as_str(), v.as_str())).collect();
+    let account: Vec<(&str, &str)> = merchant_account
+        .iter()
+        .map(|(i, v)| (i.as_str(), v.as_str()))
+        .collect();
     let request = emv::PaymentRequest {
         merchant_account_id: merchant_account_tag,
         merchant_account: &account,
@@ -386,7 +394,11 @@ fn emv_payment_payload(
 
 #[pyfunction]
 #[pyo3(signature = (text, ecc = "M"))]
-fn qr_matrix<'py>(py: Python<'py>, text: &str, ecc: &str) -> PyResult<(usize, Bound<'py, PyBytes>)> {
+fn qr_matrix<'py>(
+    py: Python<'py>,
+    text: &str,
+    ecc: &str,
+) -> PyResult<(usize, Bound<'py, PyBytes>)> {
     let (size, modules) = py.detach(|| qr::matrix(text, ecc)).map_err(to_py_err)?;
     Ok((size, PyBytes::new(py, &modules)))
 }
@@ -399,15 +411,31 @@ fn qr_svg(py: Python<'_>, text: &str, ecc: &str, border: usize) -> PyResult<Stri
 
 #[pyfunction]
 #[pyo3(signature = (text, ecc = "M", scale = 8, border = 4))]
-fn qr_png<'py>(py: Python<'py>, text: &str, ecc: &str, scale: usize, border: usize) -> PyResult<Bound<'py, PyBytes>> {
-    let png = py.detach(|| qr::png(text, ecc, scale, border)).map_err(to_py_err)?;
+fn qr_png<'py>(
+    py: Python<'py>,
+    text: &str,
+    ecc: &str,
+    scale: usize,
+    border: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let png = py
+        .detach(|| qr::png(text, ecc, scale, border))
+        .map_err(to_py_err)?;
     Ok(PyBytes::new(py, &png))
 }
 
 #[pyfunction]
 #[pyo3(signature = (text, ecc = "M", scale = 6, border = 2))]
-fn qr_escpos_raster<'py>(py: Python<'py>, text: &str, ecc: &str, scale: usize, border: usize) -> PyResult<Bound<'py, PyBytes>> {
-    let raster = py.detach(|| qr::escpos_raster(text, ecc, scale, border)).map_err(to_py_err)?;
+fn qr_escpos_raster<'py>(
+    py: Python<'py>,
+    text: &str,
+    ecc: &str,
+    scale: usize,
+    border: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let raster = py
+        .detach(|| qr::escpos_raster(text, ecc, scale, border))
+        .map_err(to_py_err)?;
     Ok(PyBytes::new(py, &raster))
 }
 
