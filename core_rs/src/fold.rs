@@ -337,21 +337,22 @@ fn same_key(a: &Posting<'_>, b: &Posting<'_>) -> bool {
 }
 
 fn balanced(postings: &[Posting<'_>]) -> Result<(), FoldError> {
-    let mut sums: Vec<([u8; CURRENCY_BYTES], i128)> = Vec::with_capacity(2);
-    for posting in postings {
-        match sums
-            .iter_mut()
-            .find(|(currency, _)| *currency == posting.currency)
-        {
-            Some(entry) => entry.1 += posting.amount,
-            None => sums.push((posting.currency, posting.amount)),
+    // Quadratic in the postings of one event (a handful; at most POSTINGS_PER_EVENT_MAX) and
+    // allocation-free, which is what matters once per event.
+    for (i, posting) in postings.iter().enumerate() {
+        if postings[..i].iter().any(|p| p.currency == posting.currency) {
+            continue; // this currency was summed at its first posting
+        }
+        let sum: i128 = postings[i..]
+            .iter()
+            .filter(|p| p.currency == posting.currency)
+            .map(|p| p.amount)
+            .sum();
+        if sum != 0 {
+            return Err(FoldError::PostingsUnbalanced);
         }
     }
-    if sums.iter().all(|(_, sum)| *sum == 0) {
-        Ok(())
-    } else {
-        Err(FoldError::PostingsUnbalanced)
-    }
+    Ok(())
 }
 
 /// Packed records, one after another, little-endian lengths:
