@@ -39,9 +39,50 @@ pub(super) struct Scan {
     pub partials: Partials,
 }
 
+/// How many of a part's first distinct keys skip the map (see `Accumulator`).
+const HOT_KEYS: usize = 4;
+
+/// Sums per key. A store's events post to a handful of accounts (sales, its payment channels)
+/// over and over: the first few distinct keys of a part are kept in a short list, because
+/// comparing a few short byte strings is cheaper than hashing and probing the map.
+#[derive(Default)]
+struct Accumulator {
+    hot: Vec<(Vec<u8>, Partial)>,
+    partials: Partials,
+}
+
+impl Accumulator {
+    fn add(&mut self, key: &[u8], amount: i128) {
+        let partial = if let Some(index) = self.hot.iter().position(|(hot, _)| hot[..] == *key) {
+            &mut self.hot[index].1
+        } else if self.hot.len() < HOT_KEYS {
+            // Not in the map either: keys only go there once `hot` is full, and it never shrinks.
+            self.hot.push((key.to_vec(), Partial::default()));
+            &mut self.hot.last_mut().expect("just pushed").1
+        } else {
+            match self.partials.get_mut(key) {
+                Some(partial) => partial,
+                None => self.partials.entry(key.into()).or_default(),
+            }
+        };
+        partial.sum += amount;
+        partial.magnitude += amount.abs();
+    }
+
+    fn finish(mut self, stop: Option<(usize, FoldError)>) -> Scan {
+        for (key, partial) in self.hot {
+            self.partials.insert(key.into_boxed_slice(), partial);
+        }
+        Scan {
+            stop,
+            partials: self.partials,
+        }
+    }
+}
+
 /// Scan `range` of the chunk; `previous` is the stored hash before its first event.
 pub(super) fn scan(columns: &Columns<'_>, previous: &[u8], range: Range<usize>) -> Scan {
-    let mut partials = Partials::default();
+    let mut sums = Accumulator::default();
     let mut postings: Vec<Posting<'_>> = Vec::new();
     let mut key = Vec::with_capacity(ACCOUNT_BYTES_MAX + CURRENCY_BYTES);
     for i in range.clone() {
@@ -59,27 +100,16 @@ pub(super) fn scan(columns: &Columns<'_>, previous: &[u8], range: Range<usize>) 
             Err(FoldError::HashMismatch)
         };
         if let Err(error) = checked {
-            return Scan {
-                stop: Some((i, error)),
-                partials,
-            };
+            return sums.finish(Some((i, error)));
         }
         for posting in &postings {
             key.clear();
             key.extend_from_slice(posting.account.as_bytes());
             key.extend_from_slice(&posting.currency);
-            let partial = match partials.get_mut(&key[..]) {
-                Some(partial) => partial,
-                None => partials.entry(key.clone().into_boxed_slice()).or_default(),
-            };
-            partial.sum += posting.amount;
-            partial.magnitude += posting.amount.abs();
+            sums.add(&key, posting.amount);
         }
     }
-    Scan {
-        stop: None,
-        partials,
-    }
+    sums.finish(None)
 }
 
 /// Scan the chunk in `threads` parts (one part on the calling thread when `threads` is 1).
