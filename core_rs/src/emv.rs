@@ -55,6 +55,20 @@ pub fn is_forbidden_char(c: char) -> bool {
     c < ' ' || ('\u{7f}'..='\u{9f}').contains(&c)
 }
 
+/// Characters in `s`; payloads are mostly ASCII, where that is the byte length.
+fn char_count(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
+}
+
+/// Two ASCII digits for a length of at most 99.
+fn two_digit_text(n: usize) -> [u8; 2] {
+    [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]
+}
+
 const CRC_TABLE: [u16; 256] = crc_table();
 
 const fn crc_table() -> [u16; 256] {
@@ -100,7 +114,11 @@ struct Pos {
 impl Pos {
     /// `count` characters further on; the caller has checked they exist.
     fn advance(self, s: &str, count: usize) -> Pos {
-        let bytes: usize = s[self.byte..].chars().take(count).map(char::len_utf8).sum();
+        let rest = &s.as_bytes()[self.byte..];
+        let bytes = match rest.get(..count) {
+            Some(head) if head.is_ascii() => count,
+            _ => s[self.byte..].chars().take(count).map(char::len_utf8).sum(),
+        };
         Pos {
             byte: self.byte + bytes,
             char: self.char + count,
@@ -109,6 +127,9 @@ impl Pos {
 }
 
 fn check_text(value: &str, id: &str, start_char: usize) -> Result<(), CoreError> {
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(()); // printable ASCII, the common case
+    }
     match value.chars().position(is_forbidden_char) {
         None => Ok(()),
         Some(i) => {
@@ -202,7 +223,7 @@ fn parse_subfields(s: &str, start: Pos, stop: Pos) -> Result<Vec<(&str, &str)>, 
 /// exactly, the CRC field present, last, of length 04 and matching. The CRC field is kept as the
 /// last element.
 pub fn decode(payload: &str) -> Result<Vec<Field<&str>>, CoreError> {
-    let chars = payload.chars().count();
+    let chars = char_count(payload);
     if chars > PAYLOAD_CHARS_MAX {
         return Err(error(
             format!("payload longer than {PAYLOAD_CHARS_MAX} characters"),
@@ -247,7 +268,7 @@ fn push_text_field(
     if !is_id(id) {
         return Err(error(format!("field id '{id}' is not two digits"), *chars));
     }
-    let length = value.chars().count();
+    let length = char_count(value);
     if length == 0 || length > VALUE_CHARS_MAX {
         return Err(error(
             format!("value of field {id} has {length} characters, not 1..=99"),
@@ -256,7 +277,7 @@ fn push_text_field(
     }
     check_text(value, id, *chars + 4)?;
     out.push_str(id);
-    out.push_str(&format!("{length:02}"));
+    out.push_str(std::str::from_utf8(&two_digit_text(length)).unwrap_or("00"));
     out.push_str(value);
     *chars += 4 + length;
     Ok(())
@@ -282,7 +303,11 @@ fn push_template<S: AsRef<str>>(
             start_char,
         ));
     }
-    out.replace_range(start_byte + 2..start_byte + 4, &format!("{length:02}"));
+    let digits = two_digit_text(length);
+    out.replace_range(
+        start_byte + 2..start_byte + 4,
+        std::str::from_utf8(&digits).unwrap_or("00"),
+    );
     Ok(())
 }
 
@@ -348,11 +373,8 @@ fn offsets<S: AsRef<str>>(fields: &[Field<S>]) -> (Vec<usize>, usize) {
             end = Some(at);
         }
         at += 4 + match value {
-            Value::Text(text) => text.as_ref().chars().count(),
-            Value::Template(subs) => subs
-                .iter()
-                .map(|(_, v)| 4 + v.as_ref().chars().count())
-                .sum(),
+            Value::Text(text) => char_count(text.as_ref()),
+            Value::Template(subs) => subs.iter().map(|(_, v)| 4 + char_count(v.as_ref())).sum(),
         };
     }
     (starts, end.unwrap_or(at))

@@ -307,6 +307,22 @@ fn emv_error(message: String, position: Option<usize>) -> PyErr {
     })
 }
 
+/// "00".."99" made once: every field id is one of them, so decoding allocates no id strings.
+fn emv_id<'py>(py: Python<'py>, id: &str) -> Bound<'py, PyString> {
+    static IDS: pyo3::sync::PyOnceLock<Vec<Py<PyString>>> = pyo3::sync::PyOnceLock::new();
+    let ids = IDS.get_or_init(py, || {
+        (0..100)
+            .map(|n| PyString::intern(py, &format!("{n:02}")).unbind())
+            .collect()
+    });
+    match id.as_bytes() {
+        [a @ b'0'..=b'9', b @ b'0'..=b'9'] => {
+            ids[usize::from(a - b'0') * 10 + usize::from(b - b'0')].bind(py).clone()
+        }
+        _ => PyString::new(py, id),
+    }
+}
+
 fn emv_fields_to_py<'py>(
     py: Python<'py>,
     fields: &[emv::Field<&str>],
@@ -316,24 +332,47 @@ fn emv_fields_to_py<'py>(
         let value = match value {
             emv::Value::Text(text) => PyString::new(py, text).into_any(),
             emv::Value::Template(subfields) => {
-                PyList::new(py, subfields.iter().copied())?.into_any()
+                let subfields = subfields.iter().map(|(sub_id, text)| {
+                    PyTuple::new(py, [emv_id(py, sub_id), PyString::new(py, text)])
+                });
+                PyList::new(py, subfields.collect::<PyResult<Vec<_>>>()?)?.into_any()
             }
         };
-        items.push(PyTuple::new(py, [PyString::new(py, id).into_any(), value])?);
+        items.push(PyTuple::new(py, [emv_id(py, id).into_any(), value])?);
     }
     PyList::new(py, items)
 }
 
+/// The Python strings of a field list, held so their text can be borrowed without copying.
+type HeldFields<'py> = Vec<(Bound<'py, PyString>, emv::Value<Bound<'py, PyString>>)>;
+
 /// `[(id, str | [(id, str), ...]), ...]`, tuples and strings only, as `emv_decode` returns.
-fn emv_fields_from_py(fields: &Bound<'_, PyAny>) -> PyResult<Vec<emv::Field<String>>> {
+fn emv_fields_from_py<'py>(fields: &Bound<'py, PyAny>) -> PyResult<HeldFields<'py>> {
     let mut out = Vec::with_capacity(fields.len().unwrap_or(0));
     for item in fields.try_iter()? {
-        let (id, value): (String, Bound<'_, PyAny>) = item?.extract()?;
-        let value = match value.cast::<PyString>() {
-            Ok(text) => emv::Value::Text(text.to_str()?.to_owned()),
-            Err(_) => emv::Value::Template(value.extract::<Vec<(String, String)>>()?),
+        let (id, value): (Bound<'py, PyString>, Bound<'py, PyAny>) = item?.extract()?;
+        let value = match value.cast_into::<PyString>() {
+            Ok(text) => emv::Value::Text(text),
+            Err(error) => emv::Value::Template(error.into_inner().extract()?),
         };
         out.push((id, value));
+    }
+    Ok(out)
+}
+
+fn emv_borrow<'a>(held: &'a HeldFields<'_>) -> PyResult<Vec<emv::Field<&'a str>>> {
+    let mut out = Vec::with_capacity(held.len());
+    for (id, value) in held {
+        let value = match value {
+            emv::Value::Text(text) => emv::Value::Text(text.to_str()?),
+            emv::Value::Template(subfields) => emv::Value::Template(
+                subfields
+                    .iter()
+                    .map(|(sub_id, text)| Ok((sub_id.to_str()?, text.to_str()?)))
+                    .collect::<PyResult<_>>()?,
+            ),
+        };
+        out.push((id.to_str()?, value));
     }
     Ok(out)
 }
@@ -346,13 +385,15 @@ fn emv_decode<'py>(py: Python<'py>, payload: &str) -> PyResult<Bound<'py, PyList
 
 #[pyfunction]
 fn emv_encode(fields: &Bound<'_, PyAny>) -> PyResult<String> {
-    emv::encode(&emv_fields_from_py(fields)?).map_err(to_py_err)
+    let held = emv_fields_from_py(fields)?;
+    emv::encode(&emv_borrow(&held)?).map_err(to_py_err)
 }
 
 #[pyfunction]
 #[pyo3(signature = (fields, scheme = None))]
 fn emv_validate(fields: &Bound<'_, PyAny>, scheme: Option<&str>) -> PyResult<()> {
-    emv::validate(&emv_fields_from_py(fields)?, scheme).map_err(to_py_err)
+    let held = emv_fields_from_py(fields)?;
+    emv::validate(&emv_borrow(&held)?, scheme).map_err(to_py_err)
 }
 
 #[pyfunction]
