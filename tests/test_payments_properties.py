@@ -1,6 +1,6 @@
 """Property: for any sequence of sales, payments, refunds and cash movements, every entry's postings balance,
-refunds never exceed captures, the drawer's expected cash equals its account in the books, and a replay
-from the log rebuilds the same drawer and payments."""
+refunds never exceed captures, the drawer's expected cash equals its account in the books, a replay
+from the log rebuilds the same drawer and payments, and the auditor finds the log sound."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pos_ledger.audit import audit_store
 from pos_ledger.catalog.payments import payments_of
 from pos_ledger.catalog.shifts import shifts_of
 from pos_ledger.errors import EventRefused, PosLedgerError
@@ -156,5 +157,8 @@ def test_postings_balance_and_the_drawer_reconciles(operations: list[tuple[Any, 
             state = replayed.store(STORE)
             assert dict(shifts_of(state).drawers) == drawers
             assert {p: v.refunded_minor for p, v in payments_of(state).payments.items()} == refunded
+            # The auditor re-runs every rule on the replayed state and gets the same postings.
+            report = audit_store(replayed, STORE)
+            assert report.ok, report.first_error
         finally:
             replayed.close()
