@@ -1,6 +1,6 @@
 """Idempotency-Key on both backends: answers survive a restart, concurrent twins run once."""
 
-# ruff: noqa: F811
+# ruff: noqa: F401, F811
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
