@@ -17,6 +17,7 @@ from tests.payments_fixtures import (
     ALIPAY_CODE,
     STORE,
     WECHAT_CODE,
+    Sandbox,
     SigningTerminal,
     admin,  # noqa: F401
     balances,
@@ -117,3 +118,21 @@ def test_cash_refunds_come_out_of_the_drawer(admin: httpx.Client, till: SigningT
     report = ok(till.get(f"/v1/stores/{STORE}/shifts/{shift['shift_id']}/x-report"))
     assert report["cash_expected_minor"] == 1_500 and report["refunds"] == {"cash": 200}
     assert balances(admin)["asset:cash:t1"] == 1_500
+
+
+def test_voids(admin: httpx.Client, sandbox: Sandbox) -> None:
+    # An unpaid QR is closed at the provider: the customer can no longer pay it.
+    pending = ok(pay(admin, 6_000), 201)["payment_id"]
+    voided = ok(admin.post(f"/v1/stores/{STORE}/payments/{pending}/void"))
+    assert voided["status"] == "failed" and voided["failure_reason"] == "voided"
+    late = sandbox.client.post(f"/sandbox/trades/{pending}/pay", json={"channel": "alipay"}).json()
+    assert late["code"] == "FAIL"
+    assert balances(admin) == {}
+    # A captured payment is refunded in full, once however often the void is retried.
+    captured = ok(pay(admin, 6_000, auth_code=ALIPAY_CODE), 201)["payment_id"]
+    ok(refund(admin, captured, 1_000), 201)
+    for _ in range(2):
+        again = ok(admin.post(f"/v1/stores/{STORE}/payments/{captured}/void"))
+        assert again["refunded_minor"] == 6_000 and again["refundable_minor"] == 0
+    assert balances(admin) == {}
+    problem(admin.post(f"/v1/stores/{STORE}/payments/{pending}/void"), 409)

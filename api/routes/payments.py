@@ -185,6 +185,18 @@ def payment_qr_png(store_id: StoreId, payment_id: PaymentId, request: Request) -
                     headers={"cache-control": "no-store"})
 
 
+class VoidIn(BaseModel):
+    terminal_id: str | None = Field(default=None, pattern=IdPattern)
+
+
+@router.post("/{store_id}/payments/{payment_id}/void", response_model=PaymentOut)
+def void_payment(store_id: StoreId, payment_id: PaymentId, request: Request, cashier: CashierDep,
+                 payload: VoidIn | None = None) -> PaymentOut:
+    """Unpaid: closed at the provider and failed as `voided`. Captured: refunded in full."""
+    terminal_id = cashier.till(payload.terminal_id if payload else None)
+    return payment_out(store_id, payments(request).void(store_id, payment_id, terminal_id))
+
+
 @router.post("/{store_id}/payments/{payment_id}/refunds", status_code=201, response_model=RefundOut)
 def refund_payment(store_id: StoreId, payment_id: PaymentId, payload: RefundIn, request: Request,
                    cashier: CashierDep) -> RefundOut:

@@ -123,6 +123,12 @@ class AggregatorProvider:
             return ProviderResult("failed", reason="not_found", detail="the provider has no such trade")
         return self._result(status, payload)
 
+    def close_trade(self, payment_id: str) -> ProviderResult:
+        status, payload = self._call("POST", f"/v3/pay/transactions/out-trade-no/{payment_id}/close", {})
+        if status == 404:
+            return ProviderResult("failed", reason="not_found", detail="the provider has no such trade")
+        return self._result(status, payload)
+
     def refund(self, *, payment_id: str, refund_id: str, amount_minor: int, total_minor: int,
                currency: str, reason: str) -> RefundResult:
         body = {"out_trade_no": payment_id, "out_refund_no": refund_id, "reason": reason,

@@ -98,6 +98,10 @@ class PaymentProvider(Protocol):
         """The provider's current view of the trade."""
         ...
 
+    def close_trade(self, payment_id: str) -> ProviderResult:
+        """Close an unpaid trade so it can never be paid (`failed`); `captured` if it already was."""
+        ...
+
     def refund(self, *, payment_id: str, refund_id: str, amount_minor: int, total_minor: int,
                currency: str, reason: str) -> RefundResult:
         """Refund part of a captured trade; idempotent on `refund_id`."""

@@ -20,7 +20,8 @@ Magic amounts (the last two digits of `amount_minor`), as payment sandboxes do:
 | 03 | the trade succeeds (charge) / opens (QR) at once, but the answer comes only after `--delay-seconds`, past the client's timeout: the server must query |
 | 04 | charge only: `USERPAYING`; the customer confirms after `--delay-seconds`, then a signed notification is sent |
 
-Sandbox controls (no real provider has these): `POST /sandbox/trades/{id}/pay`
+`POST /v3/pay/transactions/out-trade-no/{id}/close` closes an unpaid trade (it can
+no longer be paid). Sandbox controls (no real provider has these): `POST /sandbox/trades/{id}/pay`
 (`{"channel": ...}`: the customer scans the QR and pays; the notification is
 sent before answering), `POST /sandbox/trades/{id}/notify` (send the last
 notification again: a duplicate callback), `GET /sandbox/notifications` (what was
@@ -113,14 +114,24 @@ class Sandbox:
             self.trades[trade.out_trade_no] = trade
         return trade
 
-    def _succeed(self, trade: Trade, channel: str) -> None:
+    def _succeed(self, trade: Trade, channel: str) -> bool:
+        """Pay the trade; False when it was closed (or failed) first."""
         with self.lock:
             if trade.state == "SUCCESS":
-                return
+                return True
+            if trade.state not in ("NOTPAY", "USERPAYING"):
+                return False
             trade.state = "SUCCESS"
             trade.channel = channel
             trade.transaction_id = "42" + secrets.token_hex(12)
             trade.success_time = datetime.now(UTC).isoformat()
+            return True
+
+    def close(self, trade: Trade) -> dict[str, Any]:
+        with self.lock:
+            if trade.state in ("NOTPAY", "USERPAYING"):
+                trade.state = "CLOSED"
+        return self.trade_view(trade)
 
     def native(self, body: dict[str, Any]) -> dict[str, Any]:
         magic = int(body["amount"]["total"]) % 100
@@ -157,8 +168,8 @@ class Sandbox:
         return self.trade_view(trade)
 
     def _confirm_later(self, trade: Trade, channel: str) -> None:
-        self._succeed(trade, channel)
-        self.notify(trade)
+        if self._succeed(trade, channel):
+            self.notify(trade)
 
     def trade_view(self, trade: Trade) -> dict[str, Any]:
         return {"code": "SUCCESS", "out_trade_no": trade.out_trade_no, "trade_state": trade.state,
@@ -282,6 +293,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(200, sandbox.codepay(body))
             elif path == "/v3/refund/domestic/refunds":
                 self._answer(200, sandbox.refund(body))
+            elif path.startswith("/v3/pay/transactions/out-trade-no/") and path.endswith("/close"):
+                trade = sandbox.trades.get(path.split("/")[-2])
+                if trade is None:
+                    self._answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such trade"})
+                else:
+                    self._answer(200, sandbox.close(trade))
             elif path.startswith("/sandbox/trades/"):
                 self._control(path, body)
             else:
@@ -299,7 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
             channel = str(body.get("channel") or trade.channel or "unionpay")
             if channel not in CHANNELS:
                 raise ValueError(f"channel must be one of {CHANNELS}")
-            self.sandbox._succeed(trade, channel)
+            if not self.sandbox._succeed(trade, channel):
+                self._answer(200, {"code": "FAIL", "message": f"ORDER_CLOSED: the trade is {trade.state}"})
+                return
         elif action != "notify":
             raise ValueError(f"unknown action {action!r}")
         status = self.sandbox.notify(trade)

@@ -267,6 +267,36 @@ class Payments:
                 self._nonces.popitem(last=False)
             return True
 
+    # ---- voids ----
+
+    def void(self, store_id: str, payment_id: str, terminal_id: str | None = None) -> Payment:
+        """Cancel a payment: an unpaid trade is closed at the provider first (so it can never be
+        paid later) and the payment fails as `voided`; a captured one is refunded in full
+        (refund id `void-{payment_id}`, so a retried void refunds once)."""
+        payment = self.payment(store_id, payment_id)
+        if payment.status == "pending" and payment.method in ("qr", "code"):
+            try:
+                result = self._provider().close_trade(payment_id)
+            except ProviderTimeout:
+                raise ProviderUnavailable("the provider did not answer the close; retry the void") from None
+            if result.outcome == "captured":
+                payment = self._settle(store_id, payment, result, "query")
+            elif result.outcome == "pending":
+                raise EventRefused("payment_in_progress", "the provider could not close the trade yet; retry")
+            else:
+                self._settle(store_id, payment, ProviderResult("failed", reason="voided",
+                                                               detail="voided by the cashier"), "void")
+                return self.payment(store_id, payment_id)
+        if payment.status == "failed":
+            raise EventRefused(f"payment_{payment.failure_reason or 'failed'}", f"payment {payment_id!r} is failed")
+        remaining = payment.amount_minor - payment.refunded_minor
+        refund_id = f"void-{payment_id}"
+        if remaining or refund_id in payment.refund_ids:
+            self.refund(store_id, payment_id, refund_id=refund_id,
+                        amount_minor=remaining or payments_of(self.ledger.store(store_id)).refunds[refund_id].amount_minor,
+                        reason="void", terminal_id=terminal_id)
+        return self.payment(store_id, payment_id)
+
     # ---- refunds ----
 
     def refund(self, store_id: str, payment_id: str, *, refund_id: str, amount_minor: int, reason: str = "",
