@@ -9,11 +9,14 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
+from tests.conftest import ADMIN_TOKEN
 from tests.payments_fixtures import (
     STORE,
     WECHAT_CODE,
     PayingServer,
+    Sandbox,
     SigningTerminal,
     admin,  # noqa: F401
     balances,
@@ -29,6 +32,27 @@ PAYMENTS = f"/v1/stores/{STORE}/payments"
 
 
 def test_a_day_at_the_till(admin: httpx.Client, till: SigningTerminal, server: PayingServer) -> None:
+    day_at_the_till(admin, till, server)
+
+
+@pytest.mark.postgres
+def test_a_day_at_the_till_on_postgres(pg_database: str, sandbox: Sandbox) -> None:
+    running = PayingServer(pg_database, sandbox.url)
+    terminal = SigningTerminal(running.url, "t1")
+    try:
+        with httpx.Client(base_url=running.url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+                          timeout=30) as client:
+            ok(client.post("/v1/stores", json={"store_id": STORE, "name": "Test Shop", "currency": "CNY",
+                                               "timezone": "Asia/Shanghai"}), 201)
+            ok(client.post(f"/v1/stores/{STORE}/terminals",
+                           json={"terminal_id": "t1", "public_key": terminal.till.key.public_key_b64}), 201)
+            day_at_the_till(client, terminal, running)
+    finally:
+        terminal.client.close()
+        running.stop()
+
+
+def day_at_the_till(admin: httpx.Client, till: SigningTerminal, server: PayingServer) -> None:
     shift = ok(till.post(SHIFTS, {"float_minor": 10_000}), 201)
     shift_id = shift["shift_id"]
     assert shift["kind"] == "X" and shift["cash_expected_minor"] == 10_000
