@@ -4,7 +4,8 @@
   answer: status, content type and body, with `Idempotent-Replayed: true`.
 * The same key with a different request is a 422 problem (`idempotency-key-reused`).
 * Keys are scoped by the caller's credential (the bearer token's hash, or the
-  signing terminal's key id), so two callers never see each other's answers.
+  terminal whose request signature verifies), so two callers never see each other's
+  answers and nobody replays a terminal's answer by naming its key id.
 * Answers live in a table (`pos_idempotency_keys`) in the ledger's own database, so
   they survive restarts and are shared by every server process on that database.
   A key is reserved before the request runs (status 0): a concurrent twin waits for
@@ -24,6 +25,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -41,7 +43,6 @@ POLL_INTERVAL_S: Final = 0.05
 #: Expired answers are swept once every this many reservations.
 SWEEP_EVERY: Final = 1_000
 _KEY: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
-_KEYID: Final = re.compile(r'keyid="([^"]{1,64})"')
 _TABLE: Final = ("CREATE TABLE IF NOT EXISTS pos_idempotency_keys (caller TEXT NOT NULL, key TEXT NOT NULL, "
                  "fingerprint TEXT NOT NULL, status INTEGER NOT NULL, content_type TEXT NOT NULL, "
                  "body {blob} NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (caller, key))")
@@ -120,10 +121,15 @@ class AnswerTable:
                           "AND created_at < ?", (caller, key, only_if_reserved_before))
 
 
+#: (method, path, headers, body) -> the verified signing terminal's scope, or None.
+SignedCaller = Callable[[str, str, dict[str, str], bytes], "str | None"]
+
+
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, database: str) -> None:
+    def __init__(self, app: ASGIApp, database: str, signed_caller: SignedCaller | None = None) -> None:
         self.app = app
         self.table = AnswerTable(database)
+        self.signed_caller = signed_caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -143,7 +149,10 @@ class IdempotencyMiddleware:
             return
         fingerprint = hashlib.sha256(b"\n".join([
             scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])).hexdigest()
-        caller = _caller(headers)
+        caller = await self._caller(scope, headers, body)
+        if caller is None:  # a signature that does not verify: the route answers 401, nothing is kept
+            await self.app(scope, _replayed_body(body), send)
+            return
         deadline = time.monotonic() + IN_PROGRESS_WAIT_S
         while True:
             earlier = await run_in_threadpool(self.table.reserve, caller, key, fingerprint)
@@ -164,6 +173,18 @@ class IdempotencyMiddleware:
             # Still running elsewhere; a reservation nobody finished in time was left by a crash.
             await run_in_threadpool(self.table.release, caller, key, time.time() - RESERVATION_S_MAX)
             await asyncio.sleep(POLL_INTERVAL_S)
+
+    async def _caller(self, scope: Scope, headers: dict[str, str], body: bytes) -> str | None:
+        """Whose answers this request may see: a bearer credential is its own scope (replaying needs the
+        secret); a terminal's scope needs its signature to verify first, since a key id is no secret."""
+        authorization = headers.get("authorization")
+        if authorization:
+            return "auth:" + hashlib.sha256(authorization.encode()).hexdigest()
+        if "signature-input" in headers or "signature" in headers:
+            if self.signed_caller is None:
+                return None
+            return await run_in_threadpool(self.signed_caller, scope["method"], scope["path"], headers, body)
+        return "anonymous"
 
     async def _run_and_keep(self, scope: Scope, body: bytes, send: Send, caller: str, key: str) -> None:
         answer: dict[str, Any] = {"status": 0, "content_type": "application/json", "chunks": []}
@@ -206,12 +227,6 @@ def _capturing(send: Send, answer: dict[str, Any]) -> Send:
     return capture
 
 
-def _caller(headers: dict[str, str]) -> str:
-    authorization = headers.get("authorization")
-    if authorization:
-        return "auth:" + hashlib.sha256(authorization.encode()).hexdigest()
-    found = _KEYID.search(headers.get("signature-input", ""))
-    return "terminal:" + found.group(1) if found else "anonymous"
 
 
 async def _read_body(receive: Receive) -> bytes | None:

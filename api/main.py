@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import auth, errors
 from api.idempotency import IdempotencyMiddleware
 from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.state.ledger = ledger
     app.state.payments = Payments(ledger, provider, public_url)
     app.state.shifts = Shifts(ledger)
-    app.add_middleware(IdempotencyMiddleware, database=settings.database)
+    app.add_middleware(IdempotencyMiddleware, database=settings.database,
+                       signed_caller=functools.partial(auth.signed_caller, ledger))
     errors.install(app)
     app.include_router(stores.router)
     app.include_router(events.router)

@@ -211,6 +211,24 @@ class TestIdempotencyAndAuth:
         problem(admin.post("/v1/stores", json={**store, "name": "Other"}, headers={"Idempotency-Key": "open-s2"}),
                 422)
 
+    def test_a_terminal_retry_replays_and_a_forger_gets_nothing(self, admin: httpx.Client,
+                                                                 till: SigningTerminal) -> None:
+        path = f"/v1/stores/{STORE}/payments"
+        body = {"amount_minor": 650, "currency": "CNY", "order_ref": "R-9", "method": "cash"}
+        first = ok(till.post(path, body, **{"Idempotency-Key": "till-retry"}), 201)
+        time.sleep(1.1)  # a retry signs again: another `created`, another signature
+        again = till.post(path, body, **{"Idempotency-Key": "till-retry"})
+        assert again.status_code == 201 and again.json() == first
+        assert again.headers["idempotent-replayed"] == "true"
+        from pos_ledger.simulate import TerminalKey
+
+        forger = SigningTerminal(str(till.client.base_url), "t1")
+        forger.till.key = TerminalKey("t1", TerminalKey.generate("x").seed)  # claims t1 with another key
+        stolen = forger.post(path, body, **{"Idempotency-Key": "till-retry"})
+        problem(stolen, 401)
+        assert "payment_id" not in stolen.text
+        forger.client.close()
+
     def test_terminal_signed_commands(self, admin: httpx.Client, till: SigningTerminal) -> None:
         path = f"/v1/stores/{STORE}/payments"
         created = ok(till.post(path, {"amount_minor": 800, "currency": "CNY", "order_ref": "T-1",
