@@ -12,7 +12,7 @@ from api.auth import CashierDep
 from api.deps import LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger import _core, money
-from pos_ledger.catalog.payments import Payment, Refund
+from pos_ledger.catalog.payments import Payment, Refund, payments_of
 from pos_ledger.errors import InvalidInput
 from pos_ledger.payments.drawer import Shifts
 from pos_ledger.payments.service import Payments
@@ -210,8 +210,6 @@ def refund_payment(store_id: StoreId, payment_id: PaymentId, payload: RefundIn, 
 @router.get("/{store_id}/payments/{payment_id}/refunds", response_model=list[RefundOut])
 def list_refunds(store_id: StoreId, payment_id: PaymentId, request: Request, ledger: LedgerDep,
                  cashier: CashierDep) -> list[RefundOut]:
-    from pos_ledger.catalog.payments import payments_of
-
     service = payments(request)
     payment = service.payment(store_id, payment_id)
     book = payments_of(ledger.store(store_id))

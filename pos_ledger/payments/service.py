@@ -23,6 +23,7 @@ Order of operations (why):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
@@ -53,6 +54,8 @@ QUERY_INTERVAL_S: Final = 0.2
 #: Notification nonces remembered to refuse replays (older ones fall outside the timestamp window).
 NONCES_KEPT_MAX: Final = 100_000
 PAYMENT_ID_PREFIX: Final = "pay"
+#: Refunds of one payment are serialised by one of this many locks (bounded memory, whatever the payment count).
+REFUND_LOCK_STRIPES: Final = 256
 
 
 class PaymentNotFound(NotFound):
@@ -82,8 +85,7 @@ class Payments:
         self.query_interval_s = query_interval_s
         self._nonces: OrderedDict[str, int] = OrderedDict()
         self._nonces_lock = threading.Lock()
-        self._refund_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._refund_locks_guard = threading.Lock()
+        self._refund_locks = [threading.Lock() for _ in range(REFUND_LOCK_STRIPES)]
 
     # ---- reads ----
 
@@ -335,5 +337,5 @@ class Payments:
         return result.provider_refund_id[:500]
 
     def _refund_lock(self, store_id: str, payment_id: str) -> threading.Lock:
-        with self._refund_locks_guard:
-            return self._refund_locks.setdefault((store_id, payment_id), threading.Lock())
+        digest = hashlib.blake2b(f"{store_id}/{payment_id}".encode(), digest_size=4).digest()
+        return self._refund_locks[int.from_bytes(digest) % REFUND_LOCK_STRIPES]
