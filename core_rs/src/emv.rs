@@ -69,7 +69,25 @@ fn two_digit_text(n: usize) -> [u8; 2] {
     [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]
 }
 
-const CRC_TABLE: [u16; 256] = crc_table();
+/// `CRC_TABLES[k][b]`: what byte `b` followed by `k` zero bytes adds to the CRC, so four
+/// bytes are folded in with four independent lookups (slicing-by-4).
+const CRC_TABLES: [[u16; 256]; 4] = crc_tables();
+
+const fn crc_tables() -> [[u16; 256]; 4] {
+    let first = crc_table();
+    let mut tables = [first; 4];
+    let mut k = 1;
+    while k < 4 {
+        let mut i = 0;
+        while i < 256 {
+            let previous = tables[k - 1][i];
+            tables[k][i] = (previous << 8) ^ first[(previous >> 8) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    tables
+}
 
 const fn crc_table() -> [u16; 256] {
     let mut table = [0u16; 256];
@@ -93,8 +111,18 @@ const fn crc_table() -> [u16; 256] {
 
 /// CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor.
 pub fn crc16(data: &[u8]) -> u16 {
-    data.iter().fold(0xFFFF, |crc, &b| {
-        (crc << 8) ^ CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)]
+    let [t0, t1, t2, t3] = &CRC_TABLES;
+    let mut chunks = data.chunks_exact(4);
+    let mut crc = 0xFFFF;
+    for chunk in &mut chunks {
+        let x = crc ^ u16::from_be_bytes([chunk[0], chunk[1]]);
+        crc = t3[usize::from(x >> 8)]
+            ^ t2[usize::from(x & 0xFF)]
+            ^ t1[usize::from(chunk[2])]
+            ^ t0[usize::from(chunk[3])];
+    }
+    chunks.remainder().iter().fold(crc, |crc, &b| {
+        (crc << 8) ^ t0[usize::from((crc >> 8) as u8 ^ b)]
     })
 }
 
@@ -706,6 +734,23 @@ mod tests {
     #[test]
     fn crc_check_value() {
         assert_eq!(crc16(b"123456789"), 0x29B1);
+        assert_eq!(crc16(b""), 0xFFFF);
+        // every remainder length against the bytewise definition
+        let data: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5A).collect();
+        for n in 0..data.len() {
+            let bitwise = data[..n].iter().fold(0xFFFFu16, |mut crc, &b| {
+                crc ^= u16::from(b) << 8;
+                for _ in 0..8 {
+                    crc = if crc & 0x8000 != 0 {
+                        (crc << 1) ^ 0x1021
+                    } else {
+                        crc << 1
+                    };
+                }
+                crc
+            });
+            assert_eq!(crc16(&data[..n]), bitwise, "{n} bytes");
+        }
     }
 
     #[test]

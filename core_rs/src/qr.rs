@@ -8,6 +8,8 @@
 use miniz_oxide::deflate::compress_to_vec_zlib;
 use qrcodegen::{Mask, QrCode, QrCodeEcc, QrSegment, Version};
 
+use std::fmt::Write as _;
+
 use crate::error::CoreError;
 
 mod mask;
@@ -16,6 +18,9 @@ mod mask;
 pub const BORDER_MAX: usize = 16;
 /// Pixels per module in a PNG; a version 40 code at the maximum is (177 + 32) * 32 = 6688 px wide.
 pub const PNG_SCALE_MAX: usize = 32;
+/// zlib level for PNGs (zlib's default): with repeated rows filtered to zeros, as small as 9 and
+/// faster; level 1 is ~40% faster again but ~70% larger.
+const PNG_DEFLATE_LEVEL: u8 = 6;
 /// Dots per module on a receipt printer.
 pub const ESCPOS_SCALE_MAX: usize = 16;
 /// An 80 mm printhead is 576 dots wide (72 bytes).
@@ -90,24 +95,24 @@ impl Bitmap {
         (self.size + 2 * self.border) * self.scale
     }
 
-    /// One pixel row packed 8 pixels a byte, most significant bit leftmost, bit set = dark.
-    fn packed_row(&self, y: usize) -> Vec<u8> {
-        let side = self.side();
-        let mut row = vec![0u8; side.div_ceil(8)];
-        let my = (y / self.scale).wrapping_sub(self.border);
-        if my >= self.size {
-            return row;
-        }
-        for mx in 0..self.size {
-            if self.modules[my * self.size + mx] == 0 {
-                continue;
+    /// Pixel rows packed 8 pixels a byte, most significant bit leftmost, bit set = dark: one
+    /// per module row (quiet zone included); pixel row y is `rows[y / scale]`.
+    fn packed_rows(&self) -> Vec<Vec<u8>> {
+        let width_bytes = self.side().div_ceil(8);
+        let blank = vec![0u8; width_bytes];
+        let mut rows = vec![blank.clone(); self.border];
+        for modules in self.modules.chunks_exact(self.size) {
+            let mut row = blank.clone();
+            for (mx, _) in modules.iter().enumerate().filter(|(_, &m)| m == 1) {
+                let left = (mx + self.border) * self.scale;
+                for x in left..left + self.scale {
+                    row[x / 8] |= 0x80 >> (x % 8);
+                }
             }
-            let left = (mx + self.border) * self.scale;
-            for x in left..left + self.scale {
-                row[x / 8] |= 0x80 >> (x % 8);
-            }
+            rows.push(row);
         }
-        row
+        rows.resize(self.size + 2 * self.border, blank);
+        rows
     }
 }
 
@@ -126,7 +131,8 @@ pub fn svg(text: &str, ecc: &str, border: usize) -> Result<String, CoreError> {
                 continue;
             }
             let run = row[x..].iter().take_while(|&&m| m == 1).count();
-            path.push_str(&format!("M{},{}h{run}v1h-{run}z", x + border, y + border));
+            // Writing to a String cannot fail.
+            let _ = write!(path, "M{},{}h{run}v1h-{run}z", x + border, y + border);
             x += run;
         }
     }
@@ -159,23 +165,26 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 }
 
 /// A 1-bit grayscale PNG (bit set = white, as PNG grayscale reads), `scale` pixels per module.
+/// A row equal to the one above uses filter "Up" (all zeros), any other row filter "None".
 pub fn png(text: &str, ecc: &str, scale: usize, border: usize) -> Result<Vec<u8>, CoreError> {
     check_range("scale", scale, 1, PNG_SCALE_MAX)?;
     check_range("border", border, 0, BORDER_MAX)?;
     let bitmap = Bitmap::new(text, ecc, scale, border)?;
     let side = bitmap.side();
-    let mut raw = Vec::with_capacity((side.div_ceil(8) + 1) * side);
-    let mut previous: Option<(usize, Vec<u8>)> = None;
+    let width_bytes = side.div_ceil(8);
+    let mut raw = Vec::with_capacity((width_bytes + 1) * side);
+    let rows = bitmap.packed_rows();
     for y in 0..side {
-        // Rows repeat `scale` times; reuse the packed row of the same module row.
-        let module_row = y / scale;
-        let row = match previous.take() {
-            Some((m, row)) if m == module_row => row,
-            _ => bitmap.packed_row(y),
-        };
-        raw.push(0); // filter: none
-        raw.extend(row.iter().map(|b| !b));
-        previous = Some((module_row, row));
+        let row = &rows[y / scale];
+        if y > 0 && rows[(y - 1) / scale] == *row {
+            // Filter "Up": a repeated row (each module is `scale` rows tall) becomes zeros,
+            // which deflate squeezes to almost nothing, quickly.
+            raw.push(2);
+            raw.resize(raw.len() + width_bytes, 0);
+        } else {
+            raw.push(0); // filter "None"; PNG grayscale reads a set bit as white
+            raw.extend(row.iter().map(|b| !b));
+        }
     }
     let mut header = Vec::with_capacity(13);
     header.extend_from_slice(&(side as u32).to_be_bytes());
@@ -183,7 +192,11 @@ pub fn png(text: &str, ecc: &str, scale: usize, border: usize) -> Result<Vec<u8>
     header.extend_from_slice(&[1, 0, 0, 0, 0]); // bit depth 1, grayscale, deflate, no filter, no interlace
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     png_chunk(&mut out, b"IHDR", &header);
-    png_chunk(&mut out, b"IDAT", &compress_to_vec_zlib(&raw, 9));
+    png_chunk(
+        &mut out,
+        b"IDAT",
+        &compress_to_vec_zlib(&raw, PNG_DEFLATE_LEVEL),
+    );
     png_chunk(&mut out, b"IEND", &[]);
     Ok(out)
 }
@@ -210,8 +223,10 @@ pub fn escpos_raster(
     out.extend_from_slice(&[0x1D, 0x76, 0x30, 0x00]);
     out.extend_from_slice(&(width_bytes as u16).to_le_bytes());
     out.extend_from_slice(&(side as u16).to_le_bytes());
-    for y in 0..side {
-        out.extend(bitmap.packed_row(y));
+    for row in bitmap.packed_rows() {
+        for _ in 0..scale {
+            out.extend_from_slice(&row);
+        }
     }
     Ok(out)
 }

@@ -93,16 +93,23 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def qr_png(text: str, ecc: str = "M", scale: int = 8, border: int = 4) -> bytes:
-    """A 1-bit grayscale PNG (bit set = white), `scale` pixels per module."""
+    """A 1-bit grayscale PNG (bit set = white), `scale` pixels per module; a row equal to the one
+    above uses filter "Up" (all zeros), any other row filter "None", as in Rust."""
     _check_range("scale", scale, 1, PNG_SCALE_MAX)
     _check_range("border", border, 0, BORDER_MAX)
     size, modules = qr_matrix(text, ecc)
     side = (size + 2 * border) * scale
     rows = _packed_rows(size, modules, scale, border)
-    raw = b"".join(b"\x00" + bytes(255 - b for b in row) for row in rows)
+    parts = []
+    for y, row in enumerate(rows):
+        if y > 0 and rows[y - 1] == row:
+            parts.append(b"\x02" + bytes(len(row)))  # filter "Up": a repeated row is all zeros
+        else:
+            parts.append(b"\x00" + bytes(255 - b for b in row))  # filter "None"; a set bit is white
+    raw = b"".join(parts)
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
     )
 
 
