@@ -95,6 +95,14 @@ def test_matrices_are_identical(text: str, ecc: str) -> None:
     assert (size - 17) % 4 == 0 and len(modules) == size * size and set(modules) <= {0, 1}
 
 
+@pytest.mark.parametrize(
+    ("text", "ecc"),
+    [("a" * 350 + "北" * 117, "L"), ("0123456789" * 150, "Q"), ("HTTPS://EXAMPLE.COM/" * 60, "H"), ("a" * 2900, "L")],
+)
+def test_large_versions_are_identical(text: str, ecc: str) -> None:
+    assert _core.qr_matrix(text, ecc) == twin.qr_matrix(text, ecc)
+
+
 @pytest.mark.parametrize("text", TEXTS)
 def test_svg_raster_and_png_pixels_are_identical(text: str) -> None:
     assert _core.qr_svg(text) == twin.qr_svg(text)
