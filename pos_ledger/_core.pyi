@@ -217,8 +217,9 @@ def emv_payment_payload(
 # --- QR rendering (core_rs/src/qr.rs; twin pos_ledger/reference/qr.py) -------------------------
 # The matrix is Nayuki's qrcodegen `encode_text` (mode chosen automatically, UTF-8 bytes for
 # non-ASCII text, ecc boosted when free, automatic mask): identical to the PyPI `qrcodegen` twin.
-# ValueError for an ecc other than "L", "M", "Q", "H", text too long for version 40, or a
-# scale/border out of range; the GIL is released while rendering.
+# ValueError for an ecc other than "L", "M", "Q", "H", text too long for version 40 (over 7089
+# UTF-8 bytes is refused before encoding), or a scale/border out of range. PNG rows repeated from
+# the row above use filter "Up", zlib level 6. The GIL is released while rendering.
 
 def qr_matrix(text: str, ecc: str = "M") -> tuple[int, bytes]:
     """(size, modules): `size` modules a side, `modules` size * size bytes row by row, 1 = dark, 0 = light."""

@@ -103,6 +103,10 @@ def test_large_versions_are_identical(text: str, ecc: str) -> None:
     assert _core.qr_matrix(text, ecc) == twin.qr_matrix(text, ecc)
 
 
+def test_the_longest_text_fills_version_40() -> None:
+    assert _core.qr_matrix("1" * 7089, "L")[0] == 177
+
+
 @pytest.mark.parametrize("text", TEXTS)
 def test_svg_raster_and_png_pixels_are_identical(text: str) -> None:
     assert _core.qr_svg(text) == twin.qr_svg(text)
@@ -160,6 +164,9 @@ def test_emv_payment_payload_scans_back_to_a_valid_payload() -> None:
         ("qr_matrix", ("x", "m")),
         ("qr_matrix", ("a" * 3000, "H")),
         ("qr_matrix", ("北" * 1000, "L")),
+        ("qr_matrix", ("1" * 7089, "M")),
+        ("qr_matrix", ("1" * 7090, "L")),
+        ("qr_matrix", ("x" * 10_000_000, "L")),
         ("qr_svg", ("x", "M", 17)),
         ("qr_svg", ("x", "M", -1)),
         ("qr_png", ("x", "M", 0, 4)),

@@ -14,6 +14,8 @@ use crate::error::CoreError;
 
 mod mask;
 
+/// The most any QR code holds: 7089 digits (version 40, ecc L); longer text is refused at once.
+pub const TEXT_BYTES_MAX: usize = 7089;
 /// Quiet zone limit, in modules (the standard asks for 4).
 pub const BORDER_MAX: usize = 16;
 /// Pixels per module in a PNG; a version 40 code at the maximum is (177 + 32) * 32 = 6688 px wide.
@@ -25,6 +27,13 @@ const PNG_DEFLATE_LEVEL: u8 = 6;
 pub const ESCPOS_SCALE_MAX: usize = 16;
 /// An 80 mm printhead is 576 dots wide (72 bytes).
 pub const ESCPOS_WIDTH_DOTS_MAX: usize = 576;
+
+fn too_long(text: &str) -> CoreError {
+    CoreError::invalid(format!(
+        "text too long for a QR code at this ecc ({} UTF-8 bytes)",
+        text.len()
+    ))
+}
 
 /// "L", "M", "Q" or "H".
 pub fn parse_ecc(ecc: &str) -> Result<QrCodeEcc, CoreError> {
@@ -45,6 +54,10 @@ pub fn parse_ecc(ecc: &str) -> Result<QrCodeEcc, CoreError> {
 /// the code is built once with mask 0 and `mask` picks the crate's own choice on bitsets.
 pub fn matrix(text: &str, ecc: &str) -> Result<(usize, Vec<u8>), CoreError> {
     let ecl = parse_ecc(ecc)?;
+    if text.len() > TEXT_BYTES_MAX {
+        // Refused before segmenting: qrcodegen spends a byte per bit of input.
+        return Err(too_long(text));
+    }
     let segments = QrSegment::make_segments(text);
     let code = QrCode::encode_segments_advanced(
         &segments,
@@ -54,12 +67,7 @@ pub fn matrix(text: &str, ecc: &str) -> Result<(usize, Vec<u8>), CoreError> {
         Some(Mask::new(0)),
         true,
     )
-    .map_err(|_| {
-        CoreError::invalid(format!(
-            "text too long for a QR code at this ecc ({} UTF-8 bytes)",
-            text.len()
-        ))
-    })?;
+    .map_err(|_| too_long(text))?;
     Ok(mask::best_masked(&code))
 }
 

@@ -14,6 +14,7 @@ import zlib
 
 from qrcodegen import DataTooLongError, QrCode  # type: ignore[import-untyped]
 
+TEXT_BYTES_MAX = 7089  # 7089 digits fill version 40 at ecc L; longer text is refused at once
 BORDER_MAX = 16
 PNG_SCALE_MAX = 32
 ESCPOS_SCALE_MAX = 16
@@ -35,6 +36,8 @@ def qr_matrix(text: str, ecc: str = "M") -> tuple[int, bytes]:
     if ecc not in _ECC:
         raise ValueError(f"ecc is one of 'L', 'M', 'Q', 'H', got '{ecc}'")
     data_bytes = len(text.encode("utf-8"))
+    if data_bytes > TEXT_BYTES_MAX:
+        raise ValueError(f"text too long for a QR code at this ecc ({data_bytes} UTF-8 bytes)")
     try:
         code = QrCode.encode_text(text, _ECC[ecc])
     except DataTooLongError:
