@@ -207,27 +207,36 @@ fn draw_format_bits(grid: &mut Grid, format_ecl: u32, mask: usize) {
     grid.set(8, size - 8, true);
 }
 
-/// qrcodegen's `FinderPenalty`: the last 7 run lengths, newest first.
+/// qrcodegen's `FinderPenalty`: the last 7 run lengths, newest first, 16 bits each (a run is at
+/// most 3 * 177 modules with its borders) in one register; an array here cost a store-forwarding
+/// stall per run, most of the encoder's time.
 struct History {
-    runs: [i32; 7],
+    runs: u128,
     size: i32,
 }
 
 impl History {
+    fn run(&self, k: u32) -> i32 {
+        (self.runs >> (16 * k)) as i32 & 0xFFFF
+    }
+
     fn push(&mut self, mut run: i32) {
-        if self.runs[0] == 0 {
+        if self.run(0) == 0 {
             run += self.size; // light border before the line
         }
-        self.runs.copy_within(0..6, 1);
-        self.runs[0] = run;
+        self.runs = self.runs << 16 | run as u128;
     }
 
     fn patterns(&self) -> i32 {
-        let h = &self.runs;
-        let n = h[1];
-        let core = n > 0 && h[2] == n && h[3] == n * 3 && h[4] == n && h[5] == n;
-        i32::from(core && h[0] >= n * 4 && h[6] >= n)
-            + i32::from(core && h[6] >= n * 4 && h[0] >= n)
+        let n = self.run(1);
+        let core = n > 0
+            && self.run(2) == n
+            && self.run(3) == n * 3
+            && self.run(4) == n
+            && self.run(5) == n;
+        let (first, last) = (self.run(0), self.run(6));
+        i32::from(core && first >= n * 4 && last >= n)
+            + i32::from(core && last >= n * 4 && first >= n)
     }
 }
 
@@ -237,7 +246,7 @@ fn line_penalty(line: &Line, size: usize) -> i32 {
     let inside = within(size);
     let mut result = 0;
     let mut history = History {
-        runs: [0; 7],
+        runs: 0,
         size: size as i32,
     };
     let (mut start, mut index) = (0usize, 0usize);
