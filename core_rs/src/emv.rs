@@ -864,11 +864,10 @@ mod tests {
             _ if p.contains("A000000727") => "vietqr",
             _ => "emvco",
         };
-        for (payload, ok) in all.iter().filter(|(_, ok)| *ok) {
+        for (payload, _) in all.iter().filter(|(_, ok)| *ok) {
             let fields = decode(payload).unwrap();
             validate(&fields, None).unwrap();
             validate(&fields, Some(scheme_of(payload))).unwrap();
-            let _ = ok;
         }
         let promptpay = decode(&all[2].0).unwrap();
         assert_eq!(position(validate(&promptpay, Some("emvco"))), Some(66));
