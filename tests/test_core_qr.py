@@ -169,6 +169,7 @@ def test_emv_payment_payload_scans_back_to_a_valid_payload() -> None:
         ("qr_matrix", ("x" * 10_000_000, "L")),
         ("qr_svg", ("x", "M", 17)),
         ("qr_svg", ("x", "M", -1)),
+        ("qr_svg", ("x", "M", 2**64)),
         ("qr_png", ("x", "M", 0, 4)),
         ("qr_png", ("x", "M", 33, 4)),
         ("qr_png", ("x", "Z", 8, 4)),

@@ -24,9 +24,11 @@ _ECC = {"L": QrCode.Ecc.LOW, "M": QrCode.Ecc.MEDIUM, "Q": QrCode.Ecc.QUARTILE, "
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
+    # The Rust wrapper takes usize: outside 0..2**64 the int does not convert.
     if value < 0:
-        # The Rust wrapper takes usize: a negative int does not convert.
         raise OverflowError("can't convert negative int to unsigned")
+    if value >= 2**64:
+        raise OverflowError("int too big to convert")
     if not low <= value <= high:
         raise ValueError(f"{name} is {low}..={high}, got {value}")
 
