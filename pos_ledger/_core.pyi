@@ -164,6 +164,7 @@ def emv_decode(payload: str) -> list[tuple[str, str | list[tuple[str, str]]]]:
     field ("63", "XXXX") is kept last: it must be present, last, of length 04, four upper-case hex
     digits equal to CRC-16/CCITT-FALSE over the UTF-8 bytes before them. Limits: 512 characters;
     lengths 01..=99; no control characters (Unicode Cc). EmvError names the first problem's position.
+    A str with a lone surrogate raises UnicodeEncodeError (a ValueError) before any parsing.
     """
 
 def emv_encode(fields: Sequence[tuple[str, str | Sequence[tuple[str, str]]]]) -> str:

@@ -5,6 +5,9 @@ functions. A payload is a run of fields `id (2 digits) | length (2 digits) | val
 counts characters (code points). It ends with `6304XXXX`: CRC-16/CCITT-FALSE over the UTF-8
 bytes of everything before `XXXX`, four upper-case hex digits. Ids 26..=51, 62 and 64 are
 templates (one level of sub-fields); every other id is kept as text.
+
+One difference by construction: a str holding a lone surrogate cannot cross into Rust, so the
+compiled functions raise UnicodeEncodeError (a ValueError) where this twin raises EmvError.
 """
 
 from __future__ import annotations
