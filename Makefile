@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := pyproject.toml Cargo.toml core_rs/Cargo.toml $(wildcard core_rs/src/*.rs)
+SOURCES := pyproject.toml Cargo.toml core_rs/Cargo.toml $(wildcard core_rs/src/*.rs core_rs/src/*/*.rs)
 
 .PHONY: run test install test-python test-rust lint bench clean
 

@@ -188,7 +188,8 @@ class Ledger(Application[UUID]):
         #: Called as listener(store_id, position, head) after each commit that appended entries
         #: (live fan-out, wake-ups). A listener's failure never fails the write: the log is the truth.
         self.listeners: list[Callable[[str, int, bytes], None]] = []
-        self._locks: dict[str, threading.Lock] = {}
+        #: Re-entrant: a command holding its store's lock may read the store again.
+        self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
     @property
@@ -491,16 +492,22 @@ class Ledger(Application[UUID]):
 
     # ---- state ----
 
-    def _lock(self, store_id: str) -> threading.Lock:
+    def _lock(self, store_id: str) -> threading.RLock:
         with self._locks_guard:
             lock = self._locks.get(store_id)
             if lock is None:
-                lock = self._locks[store_id] = threading.Lock()
+                lock = self._locks[store_id] = threading.RLock()
             return lock
 
     def store(self, store_id: str) -> StoreState:
-        """The store's current state; StoreNotFound when it was never opened."""
-        state = self._state(store_id)
+        """The store's committed state; StoreNotFound when it was never opened.
+
+        A command applies its events to the cached state before its transaction
+        commits (and drops the state if the commit fails), so reading takes the
+        store's lock: a reader never sees an event that is not yet in the log.
+        """
+        with self._lock(store_id):
+            state = self._state(store_id)
         if not state.opened:
             raise StoreNotFound(f"no store {store_id!r}")
         return state
