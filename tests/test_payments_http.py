@@ -278,3 +278,37 @@ class TestSplitTender:
         again = till.ingest("sale.completed", {**sale, "order_id": str(uuid.uuid4())})
         assert again["status"] == "rejected" and again["reason"] == "payment_already_applied"
         assert ok(admin.get(f"{path}/{cash['payment_id']}"))["applied_order_id"] == order
+
+
+class TestRefundOfAMemberOrder:
+    def test_a_till_refund_reverses_the_points_the_order_earned_once(self, admin: httpx.Client,
+                                                                     till: SigningTerminal) -> None:
+        from tests.loyalty_support import balances as loyalty_balances
+        from tests.loyalty_support import configure, member, register
+
+        configure(admin)
+        register(admin, "alice")
+        order = str(uuid.uuid4())
+        path = f"/v1/stores/{STORE}/payments"
+        card = ok(till.post(path, {"amount_minor": 10_000, "currency": "CNY", "order_ref": order,
+                                   "method": "card"}), 201)
+        sale = {
+            "order_id": order, "currency": "CNY", "discount_minor": 0, "total_minor": 10_000,
+            "lines": [{"sku": "CAKE", "name": "Cake", "qty": 1, "unit_price_minor": 10_000}],
+            "tenders": [{"method": "card", "amount_minor": 10_000, "payment_id": card["payment_id"]}],
+            "member_id": "alice",
+        }
+        assert till.ingest("sale.completed", sale)["status"] == "accepted"
+        assert member(admin, "alice")["points"] == 100
+        refunds = f"{path}/{card['payment_id']}/refunds"
+        ok(admin.post(refunds, json={"amount_minor": 2_500, "refund_id": "r1"}), 201)
+        assert member(admin, "alice")["points"] == 75
+        ok(admin.post(refunds, json={"amount_minor": 2_500, "refund_id": "r1"}), 201)  # a retry
+        assert member(admin, "alice")["points"] == 75
+        # The same refund told to the members' endpoint too is recognised, not reversed again.
+        again = ok(admin.post(f"/v1/stores/{STORE}/members/alice/orders/{order}/refund",
+                              json={"refund_id": "r1", "amount_minor": 2_500}))
+        assert again["created"] is False and again["member"]["points"] == 75
+        ok(admin.post(refunds, json={"amount_minor": 7_500, "refund_id": "r2"}), 201)
+        assert member(admin, "alice")["points"] == 0
+        assert loyalty_balances(admin)[("liability:points:alice", "PTS")] == 0

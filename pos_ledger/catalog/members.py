@@ -47,7 +47,7 @@ from uuid import uuid4
 
 import msgspec
 
-from pos_ledger.catalog import sales
+from pos_ledger.catalog import payments, sales
 from pos_ledger.catalog.sales import DISCOUNT_ACCOUNT, TENDER_ACCOUNTS, cash_account
 from pos_ledger.events import (
     SERVER_TERMINAL_ID,
@@ -303,6 +303,8 @@ class MembersFeature:
     members: dict[str, Member] = field(default_factory=dict)
     program: MemberProgramConfigured = field(default_factory=MemberProgramConfigured)
     cards: dict[str, str] = field(default_factory=dict)
+    #: order_ref -> the member who earned points on it (to find the order a payment refund touches).
+    order_members: dict[str, str] = field(default_factory=dict)
 
 
 def members_of(state: StoreState) -> MembersFeature:
@@ -660,6 +662,7 @@ def _evolve_earned(data: PointsEarned, state: StoreState, meta: EntryMeta) -> No
     member = members_of(state).members[data.member_id]
     order = _order(member, data.order_ref)
     order.earned_recorded = True
+    members_of(state).order_members[data.order_ref] = data.member_id
     order.base_minor = data.base_minor
     order.earned = data.points
     member.points += data.points
@@ -831,5 +834,26 @@ def iter_members(state: StoreState) -> Iterator[Member]:
     yield from members_of(state).members.values()
 
 
+def react_payment_refund(refund: Any, payment: Any, state: StoreState,
+                         meta: EntryMeta) -> list[tuple[str, dict[str, Any]]]:
+    """A refund at the till of a member's order reverses the points that order earned, in proportion.
+
+    The reversal carries the payment refund's id, so the same refund sent again to the
+    members' order-refund endpoint is recognised and not reversed twice.
+    """
+    order_ref = payment.applied_order_id
+    member_id = members_of(state).order_members.get(order_ref or "")
+    if order_ref is None or member_id is None:
+        return []
+    order = members_of(state).members[member_id].orders[order_ref]
+    refundable = order.base_minor - order.refunded_minor
+    amount = min(refund.amount_minor, refundable)
+    if amount <= 0 or refund.refund_id in order.refund_ids:
+        return []
+    return [("points.reversed", {"member_id": member_id, "order_ref": order_ref,
+                                 "refund_id": refund.refund_id, "refund_minor": amount})]
+
+
 sales.SALE_CHECKS.append(check_sale)
 sales.SALE_REACTIONS.append(react_sale)
+payments.REFUND_REACTIONS.append(react_payment_refund)

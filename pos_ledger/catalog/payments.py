@@ -31,6 +31,7 @@ Decisions (written down once):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
@@ -397,8 +398,19 @@ PAYMENT_FAILED = register(EventType("payment.failed", PaymentFailed, _decide_fai
                                     origin="server"))
 PAYMENT_APPLIED = register(EventType("payment.applied", PaymentApplied, _decide_applied, _evolve_applied,
                                      origin="server"))
+#: Other features' reactions to a refund, called as reaction(refund, payment, state, meta) after it
+#: is applied (the members feature reverses the points the refunded order earned).
+REFUND_REACTIONS: list[Callable[[RefundIssued, Payment, StoreState, EntryMeta],
+                                list[tuple[str, dict[str, Any]]]]] = []
+
+
+def _react_refund(data: RefundIssued, state: StoreState, meta: EntryMeta) -> list[tuple[str, dict[str, Any]]]:
+    payment = payments_of(state).payments[data.payment_id]
+    return [event for reaction in REFUND_REACTIONS for event in reaction(data, payment, state, meta)]
+
+
 REFUND_ISSUED = register(EventType("refund.issued", RefundIssued, _decide_refund, _evolve_refund,
-                                   origin="server"))
+                                   origin="server", react=_react_refund))
 
 sales.SALE_CHECKS.append(check_sale)
 sales.SALE_REACTIONS.append(react_sale)
