@@ -166,7 +166,7 @@ def test_revoked_terminal_events_are_rejected(shop: tuple[Client, Terminal], adm
 
 def test_request_limits_are_413_and_nothing_is_written(shop: tuple[Client, Terminal],
                                                        anonymous: httpx.Client) -> None:
-    client, terminal = shop
+    _client, terminal = shop
     before = anonymous.get("/v1/stores/s1/chain").json()
     event = signed(terminal)
     response = anonymous.post("/v1/stores/s1/terminals/t1/events", json={"events": [event] * 1001})
