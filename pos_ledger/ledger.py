@@ -152,6 +152,15 @@ class _Candidate:
     rejection: EventRejected | None = None
 
 
+class _ReactionRefused(Exception):
+    """An accepted event's follow-up server event was refused: the event must be refused too."""
+
+    def __init__(self, candidate: _Candidate, rejected: EventRejected) -> None:
+        super().__init__(str(rejected))
+        self.candidate = candidate
+        self.rejected = rejected
+
+
 def segment_id(store_id: str, position: int) -> UUID:
     return _segment_id(store_id, (position - 1) // SEGMENT_EVENTS_MAX)
 
@@ -301,13 +310,20 @@ class Ledger(Application[UUID]):
         candidates: list[_Candidate],
         results: list[IngestResult | None],
     ) -> None:
-        for _ in range(APPEND_ATTEMPTS_MAX):
+        attempts = 0
+        while attempts < APPEND_ATTEMPTS_MAX:
             try:
                 self._decide_and_save(store_id, terminal_id, candidates, results)
                 return
             except IntegrityError:
                 # Another process took the tip (or the same id) first: reload and decide again.
                 self._states.pop(store_id, None)
+                attempts += 1
+            except _ReactionRefused as refused:
+                # The state took part of the batch: reload it and decide again without that event
+                # (at most once per event, so this ends).
+                self._states.pop(store_id, None)
+                refused.candidate.rejection = refused.rejected
             except BaseException:
                 self._states.pop(store_id, None)
                 raise
@@ -386,7 +402,9 @@ class Ledger(Application[UUID]):
             try:
                 follow_postings = self._decide(state, SERVER_TERMINAL_ID, follow, revoked=False)
             except EventRejected as rejected:
-                raise AssertionError(f"a reaction to {candidate.body.type} was refused: {rejected}") from None
+                # The event cannot have its consequences (a member's records are full, say):
+                # refuse the event itself, with the reason, rather than write half of it.
+                raise _ReactionRefused(candidate, rejected) from None
             self._accept(state, SERVER_TERMINAL_ID, follow, follow_postings, appended, rows, deltas)
         return meta.position
 
@@ -463,6 +481,9 @@ class Ledger(Application[UUID]):
             except IntegrityError:
                 self._states.pop(store_id, None)
                 continue
+            except _ReactionRefused as refused:
+                self._states.pop(store_id, None)
+                raise EventRefused(refused.rejected.reason, refused.rejected.detail) from None
             except BaseException:
                 self._states.pop(store_id, None)
                 raise
