@@ -161,15 +161,16 @@ class Loyalty:
     # ---- stored value ----
 
     def recharge(self, store_id: str, member_id: str, *, recharge_id: str, paid_minor: int,
-                 currency: str, method: str) -> tuple[Lot, bool]:
-        """Record a paid recharge with the best bonus rule; (lot, created)."""
+                 currency: str, method: str, till_id: str | None = None) -> tuple[Lot, bool]:
+        """Record a paid recharge with the best bonus rule; (lot, created). Cash goes into
+        `till_id`'s drawer (that till's open shift shows it)."""
         member = self.member(store_id, member_id)
         earlier = member.lots.get(recharge_id)
         if earlier is None:
             rule_name, bonus = best_recharge_rule(members_of(self.state(store_id)).program, paid_minor)
             data = {"member_id": member_id, "recharge_id": recharge_id, "currency": currency,
                     "paid_minor": paid_minor, "bonus_minor": bonus, "rule_name": rule_name,
-                    "method": method}
+                    "method": method, "till_id": till_id}
             try:
                 self.ledger.append_server_events(store_id, [("stored_value.recharged", data)])
                 return self.member(store_id, member_id).lots[recharge_id], True

@@ -136,3 +136,45 @@ def test_terminals_only_touch_their_own_drawer(admin: httpx.Client, till: Signin
                                           "currency": "CNY"})
     assert foreign["status"] == "rejected" and foreign["reason"] == "not_own_drawer"
     other.client.close()
+
+
+def test_a_cash_recharge_goes_into_the_till_and_its_refund_comes_out(admin: httpx.Client,
+                                                                     till: SigningTerminal) -> None:
+    from tests.loyalty_support import configure, register
+
+    configure(admin)
+    register(admin, "alice")
+    shift_id = ok(till.post(SHIFTS, {"float_minor": 5_000}), 201)["shift_id"]
+    members = f"/v1/stores/{STORE}/members/alice"
+    ok(admin.post(f"{members}/recharge", json={"amount_minor": 10_000, "currency": "CNY", "method": "cash",
+                                               "recharge_id": "rc1", "terminal_id": "t1"}), 201)
+    ok(admin.post(f"{members}/recharge", json={"amount_minor": 3_000, "currency": "CNY", "method": "wechat",
+                                               "recharge_id": "rc2", "terminal_id": "t1"}), 201)
+    x = ok(admin.get(f"{SHIFTS}/{shift_id}/x-report"))
+    assert x["cash_expected_minor"] == 15_000 and x["cash_recharges_minor"] == 10_000
+    assert x["recharges"] == {"cash": 10_000, "wechat": 3_000} and x["tenders"] == {}
+    assert balances(admin)["asset:cash:t1"] == 15_000
+    refund = ok(admin.post(f"{members}/recharges/rc1/refund"))
+    assert refund["principal_returned_minor"] == 10_000
+    x = ok(admin.get(f"{SHIFTS}/{shift_id}/x-report"))
+    assert x["cash_expected_minor"] == 5_000 and x["cash_recharges_minor"] == 0
+    closed = ok(till.post(f"{SHIFTS}/{shift_id}/close", {"counted_minor": 5_000}))
+    assert closed["difference_minor"] == 0 and balances(admin).get("asset:cash:t1", 0) == 0
+    # A recharge into a till nobody registered is refused, and nothing is written.
+    refused = admin.post(f"{members}/recharge", json={"amount_minor": 100, "currency": "CNY", "method": "cash",
+                                                      "terminal_id": "t404"})
+    assert problem(refused, 409)["reason"] == "terminal_unknown"
+
+
+def test_a_cash_recharge_cannot_be_refunded_from_an_emptied_drawer(admin: httpx.Client,
+                                                                   till: SigningTerminal) -> None:
+    from tests.loyalty_support import configure, register
+
+    configure(admin)
+    register(admin, "bob")
+    shift_id = ok(till.post(SHIFTS, {"float_minor": 0}), 201)["shift_id"]
+    members = f"/v1/stores/{STORE}/members/bob"
+    ok(admin.post(f"{members}/recharge", json={"amount_minor": 2_000, "currency": "CNY", "method": "cash",
+                                               "recharge_id": "rc1", "terminal_id": "t1"}), 201)
+    ok(till.post(f"{SHIFTS}/{shift_id}/close", {"counted_minor": 2_000}))
+    assert problem(admin.post(f"{members}/recharges/rc1/refund"), 409)["reason"] == "insufficient_cash"

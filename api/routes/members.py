@@ -82,6 +82,8 @@ class RechargeIn(BaseModel):
     #: Idempotency key: a retried recharge with the same id is answered, not repeated.
     recharge_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=RefPattern)
     method: Literal["cash", "wechat", "alipay", "unionpay", "card"] = "cash"
+    #: The till that took the money: a cash recharge goes into its drawer and shift.
+    terminal_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 class RechargeOut(BaseModel):
@@ -260,7 +262,7 @@ def recharge(store_id: StoreId, member_id: MemberId, payload: RechargeIn, reques
     service = loyalty(request)
     lot, created = service.recharge(store_id, member_id, recharge_id=payload.recharge_id,
                                     paid_minor=payload.amount_minor, currency=payload.currency,
-                                    method=payload.method)
+                                    method=payload.method, till_id=payload.terminal_id)
     if not created:
         response.status_code = 200
     return RechargeOut(recharge_id=lot.recharge_id, paid_minor=lot.paid_minor, bonus_minor=lot.bonus_minor,

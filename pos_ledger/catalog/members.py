@@ -47,7 +47,7 @@ from uuid import uuid4
 
 import msgspec
 
-from pos_ledger.catalog import payments, sales
+from pos_ledger.catalog import payments, sales, shifts
 from pos_ledger.catalog.sales import DISCOUNT_ACCOUNT, TENDER_ACCOUNTS, cash_account
 from pos_ledger.events import (
     SERVER_TERMINAL_ID,
@@ -160,6 +160,9 @@ class StoredValueRecharged(msgspec.Struct, frozen=True):
     #: The recharge rule that gave the bonus ("" = none applied), printed on the receipt.
     rule_name: Annotated[str, msgspec.Meta(max_length=200)] = ""
     method: RechargeMethod = "cash"
+    #: The till that took the money (its drawer, for cash). Default: the terminal that
+    #: posted the event; a server-decided recharge names the cashier's till here.
+    till_id: Identifier | None = None
 
 
 class StoredValueSpent(msgspec.Struct, frozen=True):
@@ -480,9 +483,13 @@ def _decide_recharged(data: StoredValueRecharged, state: StoreState, terminal_id
             raise EventRejected("bonus_mismatch", f"rule {data.rule_name!r} does not give {data.bonus_minor}")
     elif data.bonus_minor:
         raise EventRejected("bonus_mismatch", "a bonus needs the rule that gives it")
+    if terminal_id != SERVER_TERMINAL_ID and data.till_id not in (None, terminal_id):
+        raise EventRejected("invalid_data", "a terminal records recharges into its own till only")
+    if data.till_id is not None and data.till_id not in state.terminals:
+        raise EventRejected("terminal_unknown", f"no till {data.till_id!r} in this store")
     m, c = data.member_id, data.currency
     postings: list[Posting] = [
-        (tender_account(data.method, terminal_id), c, data.paid_minor),
+        (tender_account(data.method, data.till_id or terminal_id), c, data.paid_minor),
         (principal_account(m), c, -data.paid_minor),
     ]
     if data.bonus_minor:
@@ -494,8 +501,9 @@ def _evolve_recharged(data: StoredValueRecharged, state: StoreState, meta: Entry
     member = members_of(state).members[data.member_id]
     member.lots[data.recharge_id] = Lot(
         data.recharge_id, data.paid_minor, data.bonus_minor, data.rule_name, data.method,
-        meta.terminal_id, data.paid_minor, data.bonus_minor,
+        data.till_id or meta.terminal_id, data.paid_minor, data.bonus_minor,
     )
+    shifts.record_recharge(state, data.till_id or meta.terminal_id, data.method, data.paid_minor)
 
 
 def _spend_postings(data: StoredValueSpent, allocation: list[tuple[str, int, int]],
@@ -618,6 +626,9 @@ def _decide_recharge_refunded(data: StoredValueRechargeRefunded, state: StoreSta
     if (lot.principal_minor, lot.bonus_left_minor) != (data.principal_returned_minor, data.bonus_voided_minor):
         raise EventRejected("recharge_changed", f"recharge {data.recharge_id!r} has "
                             f"{lot.principal_minor} principal and {lot.bonus_left_minor} bonus unspent")
+    if lot.method == "cash" and lot.principal_minor > shifts.drawer_minor(state, lot.terminal_id):
+        raise EventRejected("insufficient_cash", f"the principal goes back in cash from till {lot.terminal_id!r}, "
+                            f"whose drawer holds {shifts.drawer_minor(state, lot.terminal_id)}")
     m, c = data.member_id, data.currency
     postings: list[Posting] = []
     if lot.principal_minor:
@@ -631,6 +642,7 @@ def _decide_recharge_refunded(data: StoredValueRechargeRefunded, state: StoreSta
 
 def _evolve_recharge_refunded(data: StoredValueRechargeRefunded, state: StoreState, meta: EntryMeta) -> None:
     lot = members_of(state).members[data.member_id].lots[data.recharge_id]
+    shifts.record_recharge(state, lot.terminal_id, lot.method, -lot.principal_minor)
     lot.principal_minor = 0
     lot.bonus_left_minor = 0
     lot.refunded = True

@@ -6,7 +6,8 @@ Decisions (written down once):
   its running balance (`ShiftsState.drawers`), moved by every event that posts to
   that account: a shift's float, paid in / paid out, cash sales (`sale.completed`
   cash tenders, through the `SALE_EVOLVERS` hook), cash payments and cash refunds
-  (`pos_ledger.catalog.payments`). So "cash expected" is always the drawer
+  (`pos_ledger.catalog.payments`), and members' cash recharges and recharge
+  refunds (`pos_ledger.catalog.members`). So "cash expected" is always the drawer
   account's balance and the drawer reconciles with the books by construction.
 * A float comes out of the safe (Dr drawer, Cr `asset:cash:safe`). Closing drops
   the counted cash into the safe (Dr `asset:cash:safe` counted, Cr drawer
@@ -98,6 +99,9 @@ class Shift:
     discounts_minor: int = 0
     #: Net amount taken per tender method (cash after change).
     tenders: dict[str, int] = field(default_factory=dict)
+    #: Stored-value recharges taken per method, net of recharges refunded (not sales).
+    recharges: dict[str, int] = field(default_factory=dict)
+    cash_recharges_minor: int = 0
     refunds: dict[str, int] = field(default_factory=dict)
     refunds_count: int = 0
     expected_minor: int = 0
@@ -167,6 +171,19 @@ def record_refund(state: StoreState, terminal_id: str | None, method: str, amoun
     shift.refunds_count += 1
     if method == "cash":
         shift.cash_refunds_minor += amount_minor
+
+
+def record_recharge(state: StoreState, terminal_id: str, method: str, amount_minor: int) -> None:
+    """A member's recharge taken (or, negative, given back) at a terminal; cash moves its drawer."""
+    shifts = shifts_of(state)
+    if method == "cash":
+        shifts.drawers[terminal_id] = shifts.drawers.get(terminal_id, 0) + amount_minor
+    shift = open_shift_of(state, terminal_id)
+    if shift is None:
+        return
+    shift.recharges[method] = shift.recharges.get(method, 0) + amount_minor
+    if method == "cash":
+        shift.cash_recharges_minor += amount_minor
 
 
 def drawer_minor(state: StoreState, terminal_id: str) -> int:
@@ -285,6 +302,8 @@ def report(shift: Shift, state: StoreState) -> dict[str, Any]:
         "paid_out_minor": shift.paid_out_minor,
         "cash_sales_minor": shift.cash_sales_minor,
         "cash_refunds_minor": shift.cash_refunds_minor,
+        "cash_recharges_minor": shift.cash_recharges_minor,
+        "recharges": dict(sorted(shift.recharges.items())),
         "sales_count": shift.sales_count,
         "tenders": dict(sorted(shift.tenders.items())),
         "refunds": dict(sorted(shift.refunds.items())),
