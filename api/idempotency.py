@@ -5,7 +5,8 @@
 * The same key with a different request is a 422 problem (`idempotency-key-reused`).
 * Keys are scoped by the caller's credential (the bearer token's hash, or the
   terminal whose request signature verifies), so two callers never see each other's
-  answers and nobody replays a terminal's answer by naming its key id.
+  answers and nobody replays a terminal's answer by naming its key id. Unauthenticated
+  routes (event ingest, provider notifications) scope a key by the request path.
 * Answers live in a table (`pos_idempotency_keys`) in the ledger's own database, so
   they survive restarts and are shared by every server process on that database.
   A key is reserved before the request runs (status 0): a concurrent twin waits for
@@ -184,7 +185,9 @@ class IdempotencyMiddleware:
             if self.signed_caller is None:
                 return None
             return await run_in_threadpool(self.signed_caller, scope["method"], scope["path"], headers, body)
-        return "anonymous"
+        # Unauthenticated routes (terminal ingest signs each event; provider notifications) scope a
+        # key by the route itself: two tills, or two stores, may pick the same key independently.
+        return "anonymous:" + scope["path"]
 
     async def _run_and_keep(self, scope: Scope, body: bytes, send: Send, caller: str, key: str) -> None:
         answer: dict[str, Any] = {"status": 0, "content_type": "application/json", "chunks": []}

@@ -241,3 +241,23 @@ class TestBackOffice:
         good = TerminalKey.generate("t").public_key_b64
         assert admin.post("/v1/stores/k/terminals", json={"terminal_id": "t", "public_key": good}).status_code == 201
         assert admin.post("/v1/stores/k/terminals", json={"terminal_id": "t", "public_key": good}).status_code == 409
+
+
+def test_two_tills_may_pick_the_same_idempotency_key(shop: tuple[Client, Terminal],
+                                                     anonymous: httpx.Client) -> None:
+    client, first = shop
+    second = Terminal(TerminalKey.generate("t2"), seq=0)
+    client.register_terminal("s1", second.key, "till 2")
+    before = anonymous.get("/v1/stores/s1/chain").json()["length"]
+    headers = {"idempotency-key": "batch-1"}
+    one = {"events": [signed(first)]}
+    two = {"events": [signed(second)]}
+    answer = anonymous.post("/v1/stores/s1/terminals/t1/events", json=one, headers=headers)
+    assert answer.status_code == 200 and answer.json()["results"][0]["status"] == "accepted"
+    other = anonymous.post("/v1/stores/s1/terminals/t2/events", json=two, headers=headers)
+    assert other.status_code == 200 and other.json()["results"][0]["status"] == "accepted"
+    replay = anonymous.post("/v1/stores/s1/terminals/t1/events", json=one, headers=headers)
+    assert replay.headers.get("idempotent-replayed") == "true" and replay.json() == answer.json()
+    reused = anonymous.post("/v1/stores/s1/terminals/t1/events", json=two, headers=headers)
+    assert reused.status_code == 422
+    assert anonymous.get("/v1/stores/s1/chain").json()["length"] == before + 2
