@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -146,7 +147,17 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        # One executemany instead of the library's execute per event (a tenth of ingest's time).
+        # The notification ids are the rows' rowids: inside this write transaction nobody else
+        # inserts, and SQLite gives each new row max(rowid) + 1, so they are the last n rowids.
+        notification_ids: list[int] = []
+        if stored_events:
+            c.executemany(self.insert_events_statement, [
+                (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                 s.originator_version, s.topic, s.state) for s in stored_events])
+            c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
+            last = int(c.fetchone()[0])
+            notification_ids = list(range(last - len(stored_events) + 1, last + 1))
         rows: Sequence[IndexRow] = kwargs.get("ledger_rows", ())
         deltas: Sequence[BalanceDelta] = kwargs.get("balance_deltas", ())
         if rows:
