@@ -86,7 +86,7 @@ def _start_sandbox() -> tuple[subprocess.Popen[str], str]:
 def psp_sandbox(
     host: Annotated[str, typer.Option(help="Address to listen on (keep it loopback).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 = any free port; the URL is printed).")] = 8765,
-    delay_seconds: Annotated[float, typer.Option(min=0, max=600, help="How long magic amounts ..03 / ..04 keep the client waiting.")] = 3.0,
+    delay_seconds: Annotated[float, typer.Option(min=0, max=600, help="How long magic amounts ..03 / ..04 keep the client waiting (default: past the server's 5 s provider timeout).")] = 8.0,
     exit_with_stdin: Annotated[bool, typer.Option(help="Exit when stdin closes (when started by a parent process).")] = False,
 ) -> None:
     """Run the sandbox payment aggregator (signed notifications, magic amounts) for development and tests."""

@@ -88,7 +88,7 @@ class Trade:
 class Sandbox:
     """The aggregator's state and behaviour, independent of HTTP."""
 
-    def __init__(self, delay_s: float = 3.0, private_key: rsa.RSAPrivateKey | None = None) -> None:
+    def __init__(self, delay_s: float = 8.0, private_key: rsa.RSAPrivateKey | None = None) -> None:
         self.delay_s = delay_s
         self.private_key = private_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.serial = key_serial(self.private_key.public_key())
@@ -333,7 +333,7 @@ def make_server(host: str, port: int, delay_s: float) -> tuple[ThreadingHTTPServ
     return server, sandbox
 
 
-def run(host: str = "127.0.0.1", port: int = 8765, delay_s: float = 3.0, exit_with_stdin: bool = False) -> None:
+def run(host: str = "127.0.0.1", port: int = 8765, delay_s: float = 8.0, exit_with_stdin: bool = False) -> None:
     server, _ = make_server(host, port, delay_s)
     print(f"psp sandbox listening on http://{host}:{server.server_address[1]}", flush=True)
     if exit_with_stdin:
