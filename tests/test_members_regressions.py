@@ -139,3 +139,16 @@ def test_two_offline_terminals_syncing_the_same_queue_twice(shop: tuple[Client, 
     assert books[("asset:receivable:stored_value:alice", "CNY")] == 2_000
     assert books[("liability:stored_value:alice:principal", "CNY")] == 0
     assert books[("liability:stored_value:alice:bonus", "CNY")] == 0
+
+
+def test_a_terminal_cannot_claim_its_spend_settles_a_sale(shop: tuple[Client, Terminal], admin: httpx.Client) -> None:
+    client, terminal = shop
+    configure(admin)
+    register(admin, "alice")
+    ok(recharge(admin, "alice", 5_000), 201)
+    forged = offline(terminal, "stored_value.spent", {
+        "member_id": "alice", "spend_id": "sp1", "currency": "CNY", "amount_minor": 1_000,
+        "order_ref": "o1", "offline": True, "settles_sale": True})
+    result = client.post_events(STORE, "t1", [forged])["results"][0]
+    assert (result["status"], result["reason"]) == ("rejected", "invalid_data")
+    assert member(admin, "alice")["balance_minor"] == 5_000

@@ -526,6 +526,9 @@ def _decide_spent(data: StoredValueSpent, state: StoreState, terminal_id: str) -
     member = member_of(state, data.member_id)
     if data.spend_id in member.spends:
         raise EventRejected("duplicate_spend", f"spend {data.spend_id!r} is recorded")
+    if data.settles_sale and terminal_id != SERVER_TERMINAL_ID:
+        # Only the server's reaction to a sale's member_balance tender clears that sale.
+        raise EventRejected("invalid_data", "settles_sale is set by the server for a sale's member_balance tender")
     _check_records(member, member.spends)
     allocation, shortfall = allocate(member, data.amount_minor)
     if shortfall and not _is_fact(data.offline, terminal_id):
