@@ -135,4 +135,13 @@ def test_voids(admin: httpx.Client, sandbox: Sandbox) -> None:
         again = ok(admin.post(f"/v1/stores/{STORE}/payments/{captured}/void"))
         assert again["refunded_minor"] == 6_000 and again["refundable_minor"] == 0
     assert balances(admin) == {}
-    problem(admin.post(f"/v1/stores/{STORE}/payments/{pending}/void"), 409)
+    # A retried void of an unpaid payment answers the voided payment again; nothing more is written.
+    length = ok(admin.get(f"/v1/stores/{STORE}/chain"))["length"]
+    again = ok(admin.post(f"/v1/stores/{STORE}/payments/{pending}/void"))
+    assert again["status"] == "failed" and again["failure_reason"] == "voided"
+    assert ok(admin.get(f"/v1/stores/{STORE}/chain"))["length"] == length
+    # A payment that failed otherwise (declined) has nothing to void: a 409 that says why.
+    declined = ok(pay(admin, 6_002, auth_code=ALIPAY_CODE), 201)
+    assert declined["status"] == "failed"
+    assert problem(admin.post(f"/v1/stores/{STORE}/payments/{declined['payment_id']}/void"), 409)["reason"] \
+        .startswith("payment_")

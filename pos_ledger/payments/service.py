@@ -289,6 +289,8 @@ class Payments:
                 self._settle(store_id, payment, ProviderResult("failed", reason="voided",
                                                                detail="voided by the cashier"), "void")
                 return self.payment(store_id, payment_id)
+        if payment.status == "failed" and payment.failure_reason == "voided":
+            return payment  # a retried void: the payment is already voided
         if payment.status == "failed":
             raise EventRefused(f"payment_{payment.failure_reason or 'failed'}", f"payment {payment_id!r} is failed")
         remaining = payment.amount_minor - payment.refunded_minor
