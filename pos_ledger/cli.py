@@ -28,6 +28,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo store (menu, a till, a day of sales) if absent.")] = False,
     psp_url: Annotated[str | None, typer.Option(envvar="POS_LEDGER_PSP_URL", help="Payment aggregator base URL; without one the sandbox is started on loopback.")] = None,
+    public_url: Annotated[str | None, typer.Option(envvar="POS_LEDGER_PUBLIC_URL", help="This server's URL as the payment provider reaches it (its notifications go to <url>/v1/stores/<store>/psp/notifications); default http://<host>:<port>.")] = None,
 ) -> None:
     """Run the HTTP server: terminal ingest, cashier payments and shifts, back office, log reading."""
     import uvicorn
@@ -45,7 +46,9 @@ def serve(
     if not psp_url:
         sandbox, psp_url = _start_sandbox()
         typer.echo(f"payments: sandbox provider at {psp_url} (set POS_LEDGER_PSP_URL to use another)")
-    public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    public_url = (public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        raise _fail(f"--public-url must be an http(s) URL, got {public_url!r}")
     try:
         settings = Settings.from_env(database=db)
         application = create_app(settings, provider=AggregatorProvider(psp_url), public_url=public_url)
