@@ -178,3 +178,28 @@ def test_a_cash_recharge_cannot_be_refunded_from_an_emptied_drawer(admin: httpx.
                                                "recharge_id": "rc1", "terminal_id": "t1"}), 201)
     ok(till.post(f"{SHIFTS}/{shift_id}/close", {"counted_minor": 2_000}))
     assert problem(admin.post(f"{members}/recharges/rc1/refund"), 409)["reason"] == "insufficient_cash"
+
+
+def test_a_till_signs_its_own_loyalty_commands(admin: httpx.Client, till: SigningTerminal) -> None:
+    """Members and coupons at the counter: the till's RFC 9421 signature, no back-office token."""
+    from tests.loyalty_support import campaign, configure
+
+    configure(admin)
+    shift_id = ok(till.post(SHIFTS, {"float_minor": 0}), 201)["shift_id"]
+    members = f"/v1/stores/{STORE}/members"
+    ok(till.post(members, {"member_id": "carol", "name": "Carol"}), 201)
+    ok(till.post(f"{members}/carol/recharge", {"amount_minor": 10_000, "currency": "CNY", "method": "cash"}), 201)
+    assert ok(till.get(f"{members}/carol"))["balance_minor"] == 12_000  # "pay 100 get 20"
+    assert ok(admin.get(f"{SHIFTS}/{shift_id}/x-report"))["cash_expected_minor"] == 10_000
+    # A till cannot put money into another till's drawer.
+    problem(till.post(f"{members}/carol/recharge", {"amount_minor": 100, "currency": "CNY", "method": "cash",
+                                                    "terminal_id": "t9"}), 403)
+    campaign(admin, "c1")
+    coupon = ok(admin.post(f"/v1/stores/{STORE}/campaigns/c1/issue", json={"member_id": "carol"}), 201)
+    redeemed = till.post(f"/v1/stores/{STORE}/coupons/{coupon['token']}/redeem",
+                         {"order_ref": "o1", "subtotal_minor": 15_000})
+    assert redeemed.status_code == 201, redeemed.text
+    assert problem(till.post(f"/v1/stores/{STORE}/coupons/{coupon['token']}/redeem",
+                             {"order_ref": "o2", "subtotal_minor": 15_000}), 409)["reason"]
+    # Configuring the program stays with the back office.
+    problem(till.client.put(f"/v1/stores/{STORE}/member-program", json={}), 401)

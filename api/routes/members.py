@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from api.auth import CashierDep
 from api.deps import AdminDep, LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger import _core
@@ -200,14 +201,14 @@ def configure_program(store_id: StoreId, payload: ProgramIn, request: Request, _
 
 
 @router.get("/{store_id}/member-program", response_model=ProgramIn)
-def get_program(store_id: StoreId, ledger: LedgerDep, _: AdminDep) -> ProgramIn:
+def get_program(store_id: StoreId, ledger: LedgerDep, _: CashierDep) -> ProgramIn:
     import msgspec
 
     return ProgramIn.model_validate(msgspec.to_builtins(members_of(ledger.store(store_id)).program))
 
 
 @router.post("/{store_id}/members", status_code=201, response_model=MemberOut)
-def register_member(store_id: StoreId, payload: MemberIn, request: Request, _: AdminDep) -> MemberOut:
+def register_member(store_id: StoreId, payload: MemberIn, request: Request, _: CashierDep) -> MemberOut:
     service = loyalty(request)
     member = service.register_member(store_id, member_id=payload.member_id, name=payload.name,
                                      phone=payload.phone, join_token=payload.join_token)
@@ -215,13 +216,13 @@ def register_member(store_id: StoreId, payload: MemberIn, request: Request, _: A
 
 
 @router.get("/{store_id}/members/{member_id}", response_model=MemberOut)
-def get_member(store_id: StoreId, member_id: MemberId, request: Request, _: AdminDep) -> MemberOut:
+def get_member(store_id: StoreId, member_id: MemberId, request: Request, _: CashierDep) -> MemberOut:
     service = loyalty(request)
     return member_out(service, store_id, service.member(store_id, member_id))
 
 
 @router.get("/{store_id}/members/{member_id}/card", response_model=TokenOut)
-def member_card(store_id: StoreId, member_id: MemberId, request: Request, _: AdminDep) -> TokenOut:
+def member_card(store_id: StoreId, member_id: MemberId, request: Request, _: CashierDep) -> TokenOut:
     service = loyalty(request)
     token, expires_at = service.card_token(store_id, service.member(store_id, member_id))
     return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id),
@@ -229,20 +230,20 @@ def member_card(store_id: StoreId, member_id: MemberId, request: Request, _: Adm
 
 
 @router.get("/{store_id}/members/{member_id}/card.svg", response_class=Response)
-def member_card_svg(store_id: StoreId, member_id: MemberId, request: Request, _: AdminDep) -> Response:
+def member_card_svg(store_id: StoreId, member_id: MemberId, request: Request, _: CashierDep) -> Response:
     service = loyalty(request)
     token, _expires = service.card_token(store_id, service.member(store_id, member_id))
     return Response(_core.qr_svg(token), media_type=SVG, headers={"cache-control": "no-store"})
 
 
 @router.post("/{store_id}/members/card/verify", response_model=MemberOut)
-def verify_card(store_id: StoreId, payload: CardVerifyIn, request: Request, _: AdminDep) -> MemberOut:
+def verify_card(store_id: StoreId, payload: CardVerifyIn, request: Request, _: CashierDep) -> MemberOut:
     service = loyalty(request)
     return member_out(service, store_id, service.member_of_card(store_id, payload.token))
 
 
 @router.get("/{store_id}/join-qr", response_model=TokenOut)
-def join_qr(store_id: StoreId, request: Request, _: AdminDep,
+def join_qr(store_id: StoreId, request: Request, _: CashierDep,
             valid_s: Annotated[int, Query(ge=60, le=STORE_TOKEN_TTL_S_MAX)] = 365 * 86_400) -> TokenOut:
     service = loyalty(request)
     token, expires_at = service.join_token(store_id, valid_s)
@@ -251,18 +252,18 @@ def join_qr(store_id: StoreId, request: Request, _: AdminDep,
 
 
 @router.get("/{store_id}/join-qr.svg", response_class=Response)
-def join_qr_svg(store_id: StoreId, request: Request, _: AdminDep) -> Response:
+def join_qr_svg(store_id: StoreId, request: Request, _: CashierDep) -> Response:
     token, _expires = loyalty(request).join_token(store_id)
     return Response(_core.qr_svg(token), media_type=SVG)
 
 
 @router.post("/{store_id}/members/{member_id}/recharge", status_code=201, response_model=RechargeOut)
 def recharge(store_id: StoreId, member_id: MemberId, payload: RechargeIn, request: Request,
-             response: Response, _: AdminDep) -> RechargeOut:
+             response: Response, cashier: CashierDep) -> RechargeOut:
     service = loyalty(request)
     lot, created = service.recharge(store_id, member_id, recharge_id=payload.recharge_id,
                                     paid_minor=payload.amount_minor, currency=payload.currency,
-                                    method=payload.method, till_id=payload.terminal_id)
+                                    method=payload.method, till_id=cashier.till(payload.terminal_id))
     if not created:
         response.status_code = 200
     return RechargeOut(recharge_id=lot.recharge_id, paid_minor=lot.paid_minor, bonus_minor=lot.bonus_minor,
@@ -273,7 +274,7 @@ def recharge(store_id: StoreId, member_id: MemberId, payload: RechargeIn, reques
 @router.post("/{store_id}/members/{member_id}/recharges/{recharge_id}/refund",
              response_model=RechargeRefundOut)
 def refund_recharge(store_id: StoreId, member_id: MemberId, recharge_id: RefPath, request: Request,
-                    _: AdminDep) -> RechargeRefundOut:
+                    _: CashierDep) -> RechargeRefundOut:
     service = loyalty(request)
     _lot, principal, bonus = service.refund_recharge(store_id, member_id, recharge_id)
     return RechargeRefundOut(recharge_id=recharge_id, principal_returned_minor=principal,
@@ -283,7 +284,7 @@ def refund_recharge(store_id: StoreId, member_id: MemberId, recharge_id: RefPath
 
 @router.post("/{store_id}/members/{member_id}/spend", status_code=201, response_model=SpendOut)
 def spend(store_id: StoreId, member_id: MemberId, payload: SpendIn, request: Request, response: Response,
-          _: AdminDep) -> SpendOut:
+          _: CashierDep) -> SpendOut:
     service = loyalty(request)
     currency = payload.currency or service.state(store_id).currency
     record, created = service.spend(store_id, member_id, spend_id=payload.spend_id or payload.order_ref,
@@ -299,7 +300,7 @@ def spend(store_id: StoreId, member_id: MemberId, payload: SpendIn, request: Req
 
 @router.post("/{store_id}/members/{member_id}/checkout/confirm", response_model=PointsOut)
 def confirm_checkout(store_id: StoreId, member_id: MemberId, payload: CheckoutConfirmIn, request: Request,
-                     _: AdminDep) -> PointsOut:
+                     _: CashierDep) -> PointsOut:
     service = loyalty(request)
     points, created = service.confirm_checkout(store_id, member_id, order_ref=payload.order_ref,
                                                amount_minor=payload.amount_minor)
@@ -310,7 +311,7 @@ def confirm_checkout(store_id: StoreId, member_id: MemberId, payload: CheckoutCo
 @router.post("/{store_id}/members/{member_id}/points/redeem", status_code=201,
              response_model=PointsRedeemOut)
 def redeem_points(store_id: StoreId, member_id: MemberId, payload: PointsRedeemIn, request: Request,
-                  response: Response, _: AdminDep) -> PointsRedeemOut:
+                  response: Response, _: CashierDep) -> PointsRedeemOut:
     service = loyalty(request)
     redemption_id = payload.redemption_id or f"points:{payload.order_ref}"
     discount, created = service.redeem_points(store_id, member_id, redemption_id=redemption_id,
@@ -324,7 +325,7 @@ def redeem_points(store_id: StoreId, member_id: MemberId, payload: PointsRedeemI
 
 @router.post("/{store_id}/members/{member_id}/orders/{order_ref}/refund", response_model=OrderRefundOut)
 def refund_order(store_id: StoreId, member_id: MemberId, order_ref: RefPath, payload: OrderRefundIn,
-                 request: Request, _: AdminDep) -> OrderRefundOut:
+                 request: Request, _: CashierDep) -> OrderRefundOut:
     service = loyalty(request)
     summary = service.refund_order(store_id, member_id, order_ref=order_ref, refund_id=payload.refund_id,
                                    refund_minor=payload.amount_minor,
