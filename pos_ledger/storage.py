@@ -210,7 +210,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
 
     def _query(self, statement: str, params: Sequence[Any]) -> list[Any]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL(statement).format(), params)  # type: ignore[arg-type]
+            curs.execute(SQL(statement).format(), params)
             return list(curs.fetchall())
 
     def select_indexed(self, store_id: str, event_ids: Sequence[str]) -> dict[str, IndexedEntry]:

@@ -138,14 +138,18 @@ def open_shift_of(state: StoreState, terminal_id: str | None) -> Shift | None:
 # ---- hooks for the events that take or give back money (sales, payments, refunds) ----
 
 
+def _move_drawer(state: StoreState, terminal_id: str, method: str, amount_minor: int) -> None:
+    if method == "cash":
+        drawers = shifts_of(state).drawers
+        drawers[terminal_id] = drawers.get(terminal_id, 0) + amount_minor
+
+
 def record_tender(state: StoreState, terminal_id: str | None, method: str, net_minor: int,
                   discount_minor: int = 0, is_sale: bool = False) -> None:
     """Money taken at a terminal; cash also moves its drawer."""
     if terminal_id is None:
         return
-    shifts = shifts_of(state)
-    if method == "cash":
-        shifts.drawers[terminal_id] = shifts.drawers.get(terminal_id, 0) + net_minor
+    _move_drawer(state, terminal_id, method, net_minor)
     shift = open_shift_of(state, terminal_id)
     if shift is None:
         return
@@ -161,9 +165,7 @@ def record_tender(state: StoreState, terminal_id: str | None, method: str, net_m
 def record_refund(state: StoreState, terminal_id: str | None, method: str, amount_minor: int) -> None:
     if terminal_id is None:
         return
-    shifts = shifts_of(state)
-    if method == "cash":
-        shifts.drawers[terminal_id] = shifts.drawers.get(terminal_id, 0) - amount_minor
+    _move_drawer(state, terminal_id, method, -amount_minor)
     shift = open_shift_of(state, terminal_id)
     if shift is None:
         return
@@ -175,9 +177,7 @@ def record_refund(state: StoreState, terminal_id: str | None, method: str, amoun
 
 def record_recharge(state: StoreState, terminal_id: str, method: str, amount_minor: int) -> None:
     """A member's recharge taken (or, negative, given back) at a terminal; cash moves its drawer."""
-    shifts = shifts_of(state)
-    if method == "cash":
-        shifts.drawers[terminal_id] = shifts.drawers.get(terminal_id, 0) + amount_minor
+    _move_drawer(state, terminal_id, method, amount_minor)
     shift = open_shift_of(state, terminal_id)
     if shift is None:
         return
