@@ -449,6 +449,8 @@ class Loyalty:
         if spec.issue_rule != "qr_claim":
             raise InvalidInput(f"campaign {campaign_id!r} is issued by {spec.issue_rule}, not qr_claim")
         expires_at = min(int(spec.valid_until.timestamp()), TOKEN_EXPIRES_AT_MAX)
+        if expires_at <= int(utc_now().timestamp()):
+            raise EventRefused("campaign_not_active", f"campaign {campaign_id!r} ended at {spec.valid_until}")
         token = self.store_token(store_id, campaign_tag(campaign_id), b"claim", expires_at)
         return token, expires_at
 

@@ -42,6 +42,20 @@ def test_campaign_rules_are_checked(shop: tuple[Client, Terminal], admin: httpx.
         "campaign_id": "c2", "name": "x", "kind": "cash_off", "off_minor": 1, "quota_total": 1,
         "valid_from": NOW.isoformat(), "valid_until": (NOW - timedelta(days=1)).isoformat()})
     assert backwards.status_code == 409 and backwards.json()["reason"] == "invalid_data"
+    # Before 1970 or past 2106 no coupon token could carry the expiry: refused up front.
+    for start, end in (("1056-01-01T00:00:00+00:00", "1057-01-01T00:00:00+00:00"),
+                       (NOW.isoformat(), "2300-01-01T00:00:00+00:00")):
+        ancient = admin.post(f"/v1/stores/{STORE}/campaigns", json={
+            "campaign_id": "c3", "name": "x", "kind": "cash_off", "off_minor": 1, "quota_total": 1,
+            "valid_from": start, "valid_until": end})
+        assert ancient.status_code == 409 and ancient.json()["reason"] == "invalid_data"
+    # The claim QR of a campaign that has ended is refused, not signed.
+    ended = campaign(admin, "c4", issue_rule="qr_claim", valid_from=(NOW - timedelta(days=9)).isoformat(),
+                     valid_until=(NOW - timedelta(days=1)).isoformat())
+    assert ended["issued"] == 0
+    for suffix in ("claim-qr", "claim-qr.svg"):
+        answer = admin.get(f"/v1/stores/{STORE}/campaigns/c4/{suffix}")
+        assert answer.status_code == 409 and answer.json()["reason"] == "campaign_not_active"
 
 
 def test_issue_respects_quota_and_per_member_limit(shop: tuple[Client, Terminal], admin: httpx.Client) -> None:

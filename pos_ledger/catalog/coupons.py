@@ -55,6 +55,8 @@ from pos_ledger.state import StoreState
 
 CAMPAIGNS_MAX: Final = 10_000
 COUPONS_MAX: Final = 10_000_000
+#: The last instant a signed token can express (unsigned 32-bit unix seconds).
+VALID_UNTIL_MAX_S: Final = 2**32 - 1
 QUOTA_MAX: Final = 10_000_000
 CONFLICT_LOSS_ACCOUNT: Final = "expense:loss:coupon_conflict"
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -221,6 +223,9 @@ def _decide_campaign(data: CampaignCreated, state: StoreState, terminal_id: str)
         raise EventRejected("invalid_data", "validity times need a UTC offset")
     if data.valid_until <= data.valid_from:
         raise EventRejected("invalid_data", "valid_until must be after valid_from")
+    if data.valid_from.timestamp() < 0 or data.valid_until.timestamp() > VALID_UNTIL_MAX_S:
+        # Coupon QR tokens carry their expiry as unsigned 32-bit unix seconds.
+        raise EventRejected("invalid_data", "a campaign runs between 1970 and 2106 (UTC)")
     if data.kind == "cash_off" and data.off_minor <= 0:
         raise EventRejected("invalid_data", "a cash_off campaign needs off_minor > 0")
     if data.kind == "percent_off" and data.percent_basis_points <= 0:
