@@ -73,6 +73,13 @@ class TestMerchantPresented:
         decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))
         assert [d.text for d in decoded] == [created["qr_payload"]]
 
+    def test_an_amount_no_qr_can_carry_is_a_422_and_writes_nothing(self, admin: httpx.Client) -> None:
+        before = chain_length(admin)
+        # EMV tag 54 holds at most 13 characters: 142,011,954,536,071 fen is 16.
+        problem(pay(admin, 142_011_954_536_071), 422)
+        assert chain_length(admin) == before
+        assert ok(pay(admin, 999_999_999_999), 201)["qr_payload"]  # "9999999999.99": the largest
+
     def test_a_provider_code_url_is_the_qr_text(self, admin: httpx.Client, sandbox: Sandbox) -> None:
         created = ok(pay(admin, 1_000, channel="wechat"), 201)
         assert created["qr_payload"].startswith("weixin://wxpay/bizpayurl?pr=")

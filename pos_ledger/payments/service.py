@@ -153,6 +153,13 @@ class Payments:
         provider = self._provider()
         state = self.ledger.store(store_id)
         payment_id = request["payment_id"]
+        # Built before the provider is asked, so an amount no EMV QR can carry opens no trade.
+        try:
+            emv = emv_payload(
+                amount_minor=request["amount_minor"], currency_code=request["currency"], merchant_id=store_id,
+                merchant_name=state.name, merchant_city=city_of(state.timezone), reference_label=payment_id)
+        except ValueError as error:  # EmvError: an amount longer than the QR's 13 characters
+            raise InvalidInput(f"this payment cannot be shown as a QR code: {error}") from None
         try:
             result = provider.create_qr(payment_id=payment_id, amount_minor=request["amount_minor"],
                                         currency=request["currency"], description=description,
@@ -161,9 +168,7 @@ class Payments:
             result = self._query_until_known(payment_id)
             if result.reason == "not_found":
                 result = ProviderResult("failed", reason="provider_timeout", detail="the provider did not answer")
-        qr_payload = result.code_url or emv_payload(
-            amount_minor=request["amount_minor"], currency_code=request["currency"], merchant_id=store_id,
-            merchant_name=state.name, merchant_city=city_of(state.timezone), reference_label=payment_id)
+        qr_payload = result.code_url or emv
         requested = ("payment.requested", {**request, "method": "qr", "provider": provider.name,
                                            "channel": channel, "qr_payload": qr_payload})
         if result.outcome == "failed":
