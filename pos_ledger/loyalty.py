@@ -265,16 +265,22 @@ class Loyalty:
                 "member_id": member_id, "order_ref": order_ref, "refund_id": refund_id,
                 "refund_minor": refund_minor, "includes_reward_line": includes_reward_line}))
         left = refund_minor
+        seen = False
         for spend in member.spends.values():
             if spend.order_ref != order_ref or left == 0:
+                continue
+            key = f"{refund_id}:{spend.spend_id}"[:100]
+            if key in member.spend_refunds:  # this refund already gave this spend back: a retry
+                seen = True
                 continue
             give = min(left, spend.amount_minor - spend.shortfall_minor - spend.returned_minor)
             if give > 0:
                 events.append(("stored_value.refunded", {
-                    "member_id": member_id, "spend_id": spend.spend_id,
-                    "refund_id": f"{refund_id}:{spend.spend_id}"[:100], "currency": state.currency,
-                    "amount_minor": give}))
+                    "member_id": member_id, "spend_id": spend.spend_id, "refund_id": key,
+                    "currency": state.currency, "amount_minor": give}))
                 left -= give
+        if not events and seen:
+            return self._refund_summary(store_id, member_id, order_ref, refund_id, created=False)
         if not events:
             raise NotFound(f"member {member_id!r} has nothing recorded on order {order_ref!r}")
         self.ledger.append_server_events(store_id, events)

@@ -19,6 +19,7 @@ from tests.loyalty_support import (
     refused,
     register,
     sale,
+    spend,
 )
 
 URL = f"/v1/stores/{STORE}/members/alice"
@@ -152,3 +153,16 @@ def test_a_terminal_cannot_claim_its_spend_settles_a_sale(shop: tuple[Client, Te
     result = client.post_events(STORE, "t1", [forged])["results"][0]
     assert (result["status"], result["reason"]) == ("rejected", "invalid_data")
     assert member(admin, "alice")["balance_minor"] == 5_000
+
+
+def test_a_retried_refund_of_an_order_paid_from_stored_value_only_is_answered_again(
+        shop: tuple[Client, Terminal], admin: httpx.Client) -> None:
+    configure(admin)
+    register(admin, "alice")
+    ok(recharge(admin, "alice", 5_000), 201)
+    ok(spend(admin, "alice", 3_000, "o9"), 201)
+    first = ok(refund(admin, "o9", "rf9", 1_000))
+    assert first["created"] is True and first["stored_value_returned_total_minor"] == 1_000
+    again = ok(refund(admin, "o9", "rf9", 1_000))
+    assert again["created"] is False and again["stored_value_returned_total_minor"] == 1_000
+    assert member(admin, "alice")["balance_minor"] == 3_000
