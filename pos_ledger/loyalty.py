@@ -239,8 +239,12 @@ class Loyalty:
         state = self.state(store_id)
         member = self.member(store_id, member_id)
         discount = points * members_of(state).program.point_value_minor
-        if redemption_id in member.redemptions:
-            return discount, False
+        earlier = member.redemptions.get(redemption_id)
+        if earlier is not None:
+            recorded_points, recorded_discount, recorded_order = earlier
+            if (recorded_points, recorded_order) != (points, order_ref):
+                raise IdempotencyKeyReused(f"redemption_id {redemption_id!r} was used for another redemption")
+            return recorded_discount, False
         data = {"member_id": member_id, "redemption_id": redemption_id, "order_ref": order_ref,
                 "currency": state.currency, "points": points, "discount_minor": discount}
         self.ledger.append_server_events(store_id, [("points.redeemed", data)])

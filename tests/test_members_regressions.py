@@ -166,3 +166,20 @@ def test_a_retried_refund_of_an_order_paid_from_stored_value_only_is_answered_ag
     again = ok(refund(admin, "o9", "rf9", 1_000))
     assert again["created"] is False and again["stored_value_returned_total_minor"] == 1_000
     assert member(admin, "alice")["balance_minor"] == 3_000
+
+
+def test_a_retried_points_redemption_answers_what_was_recorded(shop: tuple[Client, Terminal],
+                                                               admin: httpx.Client) -> None:
+    configure(admin)
+    register(admin, "alice")
+    ok(admin.post(f"{URL}/checkout/confirm", json={"order_ref": "seed", "amount_minor": 10_000}))  # 100 points
+    first = ok(admin.post(f"{URL}/points/redeem", json={"points": 30, "order_ref": "o1", "redemption_id": "pr1"}),
+               201)
+    # The back office changes the point value; the retry still answers the discount that was given.
+    program = ok(admin.get(f"/v1/stores/{STORE}/member-program"))
+    ok(admin.put(f"/v1/stores/{STORE}/member-program", json={**program, "point_value_minor": 5}))
+    again = ok(admin.post(f"{URL}/points/redeem", json={"points": 30, "order_ref": "o1", "redemption_id": "pr1"}))
+    assert again["created"] is False and again["discount_minor"] == first["discount_minor"] == 30
+    reused = admin.post(f"{URL}/points/redeem", json={"points": 50, "order_ref": "o1", "redemption_id": "pr1"})
+    assert reused.status_code == 409 and reused.json()["type"].endswith("idempotency-key-reused")
+    assert member(admin, "alice")["points"] == 70

@@ -283,7 +283,8 @@ class Member:
     lots: dict[str, Lot] = field(default_factory=dict)
     spends: dict[str, Spend] = field(default_factory=dict)
     orders: dict[str, OrderPoints] = field(default_factory=dict)
-    redemptions: set[str] = field(default_factory=set)
+    #: redemption_id -> (points, discount_minor, order_ref) as recorded (a retry is answered from it).
+    redemptions: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     spend_refunds: set[str] = field(default_factory=set)
     #: Points the last points debit could not take (read by its conflict reaction).
     points_shortfall: int = 0
@@ -715,7 +716,7 @@ def _evolve_points_redeemed(data: PointsRedeemed, state: StoreState, meta: Entry
     taken = min(data.points, member.points)
     member.points -= taken
     member.points_shortfall = data.points - taken
-    member.redemptions.add(data.redemption_id)
+    member.redemptions[data.redemption_id] = (data.points, data.discount_minor, data.order_ref)
     _order(member, data.order_ref).spent += taken
 
 
