@@ -6,8 +6,10 @@ Seeded over HTTP through the same ingest path real terminals use.
 from __future__ import annotations
 
 import base64
-from datetime import date, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pos_ledger.simulate import Client, Terminal, TerminalKey, sell
 
@@ -58,6 +60,48 @@ def seed_demo(base_url: str, admin_token: str, var_dir: Path, sales: int = DEMO_
         client.register_terminal(DEMO_STORE_ID, key, "Front counter till")
         counts = sell(client, DEMO_STORE_ID, [Terminal(key)], sales, batch_size=50,
                       currency="CNY", timezone="Asia/Shanghai", day=date.today() - timedelta(days=1))
-        return f"demo store {DEMO_STORE_ID!r} seeded: {counts['accepted']} sales accepted"
+        scene = seed_counter(client)
+        return f"demo store {DEMO_STORE_ID!r} seeded: {counts['accepted']} sales accepted; {scene}"
     finally:
         client.close()
+
+
+#: A scanned WeChat Pay payment code the sandbox captures (18 digits starting 10-15).
+DEMO_WECHAT_CODE = "134567890123456789"
+
+
+def seed_counter(client: Client) -> str:
+    """Today at the counter, through the same HTTP API a till uses: an open shift with a float,
+    a member program with two members (one recharged with a bonus), a "100 minus 20" campaign
+    with an issued coupon, a scanned-code payment, a cash payment and a QR waiting to be scanned."""
+    store = f"/v1/stores/{DEMO_STORE_ID}"
+
+    def post(path: str, body: dict[str, Any], method: str = "POST") -> Any:
+        return client._ok(client.http.request(method, store + path, json=body))
+
+    shift = post("/shifts", {"float_minor": 50_000, "terminal_id": DEMO_TERMINAL_ID})
+    post("/member-program", {
+        "recharge_rules": [{"name": "充100送20 pay 100 get 20", "paid_minor_min": 10_000, "bonus_minor": 2_000},
+                           {"name": "充300送80 pay 300 get 80", "paid_minor_min": 30_000, "bonus_minor": 8_000}],
+        "tiers": [{"tier": "silver", "points_lifetime_min": 500}, {"tier": "gold", "points_lifetime_min": 2_000}],
+        "earn_minor_per_point": 100, "point_value_minor": 1}, method="PUT")
+    for member_id, name in (("m-0001", "王小明 Wang Xiaoming"), ("m-0002", "李华 Li Hua")):
+        post("/members", {"member_id": member_id, "name": name})
+    post("/members/m-0001/recharge", {"amount_minor": 30_000, "currency": "CNY", "method": "cash",
+                                      "recharge_id": "demo-recharge-1", "terminal_id": DEMO_TERMINAL_ID})
+    now = datetime.now(UTC)
+    post("/campaigns", {"campaign_id": "demo-100-20", "name": "满100减20 100 minus 20", "kind": "cash_off",
+                        "threshold_minor": 10_000, "off_minor": 2_000, "quota_total": 500,
+                        "valid_from": (now - timedelta(days=1)).isoformat(),
+                        "valid_until": (now + timedelta(days=30)).isoformat(), "issue_rule": "manual"})
+    post("/campaigns/demo-100-20/issue", {"member_id": "m-0002"})
+    order = f"demo-{uuid.uuid4().hex[:12]}"
+    scanned = post("/payments", {"amount_minor": 5_600, "currency": "CNY", "order_ref": order,
+                                 "auth_code": DEMO_WECHAT_CODE, "terminal_id": DEMO_TERMINAL_ID})
+    post("/payments", {"amount_minor": 3_100, "currency": "CNY", "order_ref": f"{order}-cash", "method": "cash",
+                       "tendered_minor": 5_000, "terminal_id": DEMO_TERMINAL_ID})
+    waiting = post("/payments", {"amount_minor": 2_800, "currency": "CNY", "order_ref": f"{order}-qr",
+                                 "terminal_id": DEMO_TERMINAL_ID})
+    return (f"shift {shift['shift_id']} open on {DEMO_TERMINAL_ID}; members m-0001 and m-0002; "
+            f"campaign demo-100-20; payments {scanned['payment_id']} ({scanned['status']}), "
+            f"QR {waiting['payment_id']} waiting at {store}/payments/{waiting['payment_id']}/qr.svg")

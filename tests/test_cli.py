@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -65,7 +66,8 @@ def test_serve_demo_seeds_a_day_of_sales_then_chain_and_audit_agree(tmp_path: Pa
                 if chain.status_code == 200:
                     events = httpx.get(f"{url}/v1/stores/demo/events", params={"limit": 1000}).json()
                     sales = sum('"sale.completed"' in e["body"] for e in events)
-                    if sales >= 300:
+                    payments = sum('"payment.requested"' in e["body"] for e in events)
+                    if sales >= 300 and payments >= 3:  # the counter scene's last step is its third payment
                         break
             except httpx.HTTPError:
                 pass
@@ -77,6 +79,11 @@ def test_serve_demo_seeds_a_day_of_sales_then_chain_and_audit_agree(tmp_path: Pa
         balances = httpx.get(f"{url}/v1/stores/demo/balances").json()["balances"]
         assert sum(b["balance_minor"] for b in balances) == 0
         head = httpx.get(f"{url}/v1/stores/demo/chain").json()
+        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        member = httpx.get(f"{url}/v1/stores/demo/members/m-0001", headers=admin).json()
+        assert member["balance_minor"] == 38_000  # 300 paid + 80 bonus
+        kinds = [json.loads(e["body"])["type"] for e in events]
+        assert {"shift.opened", "stored_value.recharged", "coupon.issued", "payment.captured"} <= set(kinds)
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=20)
