@@ -289,13 +289,15 @@ class Member:
     #: Points the last points debit could not take (read by its conflict reaction).
     points_shortfall: int = 0
 
+    # `list(...)` copies the values in one step under the GIL: an HTTP read summing them
+    # while a write to the store adds a lot cannot fail with "dict changed size".
     @property
     def principal_minor(self) -> int:
-        return sum(lot.principal_minor for lot in self.lots.values())
+        return sum(lot.principal_minor for lot in list(self.lots.values()))
 
     @property
     def bonus_minor(self) -> int:
-        return sum(lot.bonus_left_minor for lot in self.lots.values())
+        return sum(lot.bonus_left_minor for lot in list(self.lots.values()))
 
     @property
     def balance_minor(self) -> int:
