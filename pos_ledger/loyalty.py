@@ -270,7 +270,7 @@ class Loyalty:
                 "refund_minor": refund_minor, "includes_reward_line": includes_reward_line}))
         left = refund_minor
         seen = False
-        for spend in member.spends.values():
+        for spend in list(member.spends.values()):
             if spend.order_ref != order_ref or left == 0:
                 continue
             key = f"{refund_id}:{spend.spend_id}"[:100]
@@ -294,7 +294,7 @@ class Loyalty:
                         created: bool) -> dict[str, int]:
         member = self.member(store_id, member_id)
         order = member.orders.get(order_ref)
-        returned = sum(s.returned_minor for s in member.spends.values() if s.order_ref == order_ref)
+        returned = sum(s.returned_minor for s in list(member.spends.values()) if s.order_ref == order_ref)
         return {
             "created": int(created),
             "points_earned_reversed_total": order.earned_reversed if order else 0,
@@ -331,7 +331,7 @@ class Loyalty:
         if payload != b"claim" + store_tag(store_id):
             raise TokenInvalid("this QR is not a coupon claim QR of this store")
         campaigns = coupons_of(self.state(store_id)).campaigns
-        found = [c for c in campaigns if campaign_tag(c) == token_id]
+        found = [c for c in list(campaigns) if campaign_tag(c) == token_id]
         if not found:
             raise CampaignNotFound("the claim QR names no campaign of this store")
         return self.issue_coupon(store_id, found[0], member_id=member_id, source="qr_claim",

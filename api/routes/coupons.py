@@ -168,7 +168,7 @@ def create_campaign(store_id: StoreId, payload: CampaignIn, request: Request, _:
 @router.get("/{store_id}/campaigns", response_model=list[CampaignOut])
 def list_campaigns(store_id: StoreId, request: Request, _: CashierDep) -> list[CampaignOut]:
     feature = coupons_of(loyalty(request).state(store_id))
-    return [campaign_out(c) for c in feature.campaigns.values()]
+    return [campaign_out(c) for c in list(feature.campaigns.values())]
 
 
 @router.get("/{store_id}/campaigns/{campaign_id}", response_model=CampaignOut)

@@ -111,7 +111,7 @@ def list_terminals(store_id: StoreId, ledger: LedgerDep, _: AdminDep) -> list[Te
     return [
         TerminalOut(terminal_id=t.terminal_id, public_key=base64.b64encode(t.public_key).decode(),
                     label=t.label, revoked=t.revoked)
-        for t in state.terminals.values()
+        for t in list(state.terminals.values())
     ]
 
 

@@ -77,7 +77,7 @@ class Shifts:
         """End-of-day Z: the shifts closed on the store's local day, summed; the chain as it stands now."""
         state = self.ledger.store(store_id)
         zone = ZoneInfo(state.timezone)
-        closed = [s for s in shifts_of(state).shifts.values()
+        closed = [s for s in list(shifts_of(state).shifts.values())
                   if s.closed_at is not None and s.closed_at.astimezone(zone).date() == day]
         reports = [report(s, state) for s in closed]
         tenders: dict[str, int] = {}
@@ -98,6 +98,6 @@ class Shifts:
             "cash_expected_minor": sum(r["cash_expected_minor"] for r in reports),
             "counted_minor": sum(r["counted_minor"] or 0 for r in reports),
             "difference_minor": sum(r["difference_minor"] or 0 for r in reports),
-            "open_payments": sum(1 for p in book.payments.values() if p.status == "pending"),
+            "open_payments": sum(1 for p in list(book.payments.values()) if p.status == "pending"),
             "chain_head": state.head.hex(), "chain_position": state.position,
         }
