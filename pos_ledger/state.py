@@ -7,12 +7,14 @@ from the log, so it never drifts from what was committed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pos_ledger.events import EntryMeta, EventType
 
 ZERO_HASH = bytes(32)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -45,6 +47,13 @@ class StoreState:
         self.last_seq[meta.terminal_id] = meta.seq
         self.position = meta.position
         self.head = entry_hash
+
+    def feature(self, name: str, factory: Callable[[], T]) -> T:
+        """A feature module's part of the state, created on first use (not on every call)."""
+        found = self.features.get(name)
+        if found is None:
+            found = self.features[name] = factory()
+        return found
 
     def next_seq(self, terminal_id: str) -> int:
         return self.last_seq.get(terminal_id, 0) + 1

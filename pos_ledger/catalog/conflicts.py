@@ -84,8 +84,7 @@ class Conflict:
 
 
 def conflicts_of(state: StoreState) -> dict[str, Conflict]:
-    conflicts: dict[str, Conflict] = state.features.setdefault("conflicts", {})
-    return conflicts
+    return state.feature("conflicts", dict[str, Conflict])
 
 
 def _postings(items: list[PostingIn]) -> list[Posting]:

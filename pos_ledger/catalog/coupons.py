@@ -167,8 +167,7 @@ class CouponsFeature:
 
 
 def coupons_of(state: StoreState) -> CouponsFeature:
-    feature: CouponsFeature = state.features.setdefault("coupons", CouponsFeature())
-    return feature
+    return state.feature("coupons", CouponsFeature)
 
 
 def expiry(spec: CampaignCreated, issued_at: datetime) -> datetime:

@@ -314,8 +314,7 @@ class MembersFeature:
 
 
 def members_of(state: StoreState) -> MembersFeature:
-    feature: MembersFeature = state.features.setdefault("members", MembersFeature())
-    return feature
+    return state.feature("members", MembersFeature)
 
 
 def member_of(state: StoreState, member_id: str) -> Member:

@@ -34,8 +34,7 @@ class MenuItemRemoved(msgspec.Struct, frozen=True):
 
 
 def menu_of(state: StoreState) -> dict[str, MenuItem]:
-    menu: dict[str, MenuItem] = state.features.setdefault("menu", {})
-    return menu
+    return state.feature("menu", dict[str, MenuItem])
 
 
 def _decide_upserted(data: MenuItemUpserted, state: StoreState, terminal_id: str) -> list[Posting]:

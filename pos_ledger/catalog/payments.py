@@ -181,11 +181,7 @@ class PaymentsState:
 
 
 def payments_of(state: StoreState) -> PaymentsState:
-    found = state.features.get(FEATURE)
-    if found is None:
-        found = state.features[FEATURE] = PaymentsState()
-    assert isinstance(found, PaymentsState)
-    return found
+    return state.feature(FEATURE, PaymentsState)
 
 
 def asset_account(payment: Payment, channel: str | None = None) -> str:

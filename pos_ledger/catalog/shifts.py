@@ -120,11 +120,7 @@ class ShiftsState:
 
 
 def shifts_of(state: StoreState) -> ShiftsState:
-    found = state.features.get(FEATURE)
-    if found is None:
-        found = state.features[FEATURE] = ShiftsState()
-    assert isinstance(found, ShiftsState)
-    return found
+    return state.feature(FEATURE, ShiftsState)
 
 
 def open_shift_of(state: StoreState, terminal_id: str | None) -> Shift | None:
