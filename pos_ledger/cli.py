@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from pos_ledger.payments.sandbox import DELAY_S_DEFAULT
+
 app = typer.Typer(help="pos-ledger: the signed, hash-chained ledger behind smart cash registers.",
                   no_args_is_help=True, add_completion=False)
 
@@ -89,7 +91,7 @@ def _start_sandbox() -> tuple[subprocess.Popen[str], str]:
 def psp_sandbox(
     host: Annotated[str, typer.Option(help="Address to listen on (keep it loopback).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 = any free port; the URL is printed).")] = 8765,
-    delay_seconds: Annotated[float, typer.Option(min=0, max=600, help="How long magic amounts ..03 / ..04 keep the client waiting (default: past the server's 5 s provider timeout).")] = 8.0,
+    delay_seconds: Annotated[float, typer.Option(min=0, max=600, help="How long magic amounts ..03 / ..04 keep the client waiting (default: past the server's 5 s provider timeout).")] = DELAY_S_DEFAULT,
     exit_with_stdin: Annotated[bool, typer.Option(help="Exit when stdin closes (when started by a parent process).")] = False,
 ) -> None:
     """Run the sandbox payment aggregator (signed notifications, magic amounts) for development and tests."""

@@ -55,3 +55,24 @@ def test_serve_starts_the_sandbox_and_takes_a_qr_payment(tmp_path: Path) -> None
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_a_public_url_that_is_not_http_is_a_clear_cli_error(tmp_path: Path) -> None:
+    env = {**os.environ, "POS_LEDGER_ADMIN_TOKEN": TOKEN, "POS_LEDGER_DB": str(tmp_path / "ledger.sqlite3")}
+    done = subprocess.run([sys.executable, "-m", "pos_ledger.cli", "serve", "--psp-url", "http://127.0.0.1:9",
+                           "--public-url", "ftp://shop.example"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 2 and "--public-url must be an http(s) URL" in done.stderr
+    assert not (tmp_path / "ledger.sqlite3").exists()  # refused before anything was opened
+
+
+def test_the_sandbox_timeout_amount_outlasts_the_servers_provider_timeout() -> None:
+    """Magic amount ..03 must make the server give up and query, with the defaults `serve` uses."""
+    import inspect
+
+    from pos_ledger.cli import psp_sandbox
+    from pos_ledger.payments.aggregator import DEFAULT_TIMEOUT_S
+    from pos_ledger.payments.sandbox import Sandbox
+
+    cli_default = inspect.signature(psp_sandbox).parameters["delay_seconds"].default
+    assert cli_default == Sandbox().delay_s > DEFAULT_TIMEOUT_S

@@ -54,6 +54,9 @@ TRADES_MAX: Final = 100_000
 NOTIFICATIONS_KEPT_MAX: Final = 1_000
 NOTIFY_ATTEMPTS_MAX: Final = 3
 NOTIFY_TIMEOUT_S: Final = 5.0
+#: How long magic amounts ..03 / ..04 keep a client waiting: past the server's provider timeout
+#: (`aggregator.DEFAULT_TIMEOUT_S`), so ..03 makes it query before deciding.
+DELAY_S_DEFAULT: Final = 8.0
 CHANNELS: Final = ("wechat", "alipay", "unionpay")
 #: WeChat Pay: at most 50 partial refunds per order.
 WECHAT_REFUNDS_MAX: Final = 50
@@ -88,7 +91,7 @@ class Trade:
 class Sandbox:
     """The aggregator's state and behaviour, independent of HTTP."""
 
-    def __init__(self, delay_s: float = 8.0, private_key: rsa.RSAPrivateKey | None = None) -> None:
+    def __init__(self, delay_s: float = DELAY_S_DEFAULT, private_key: rsa.RSAPrivateKey | None = None) -> None:
         self.delay_s = delay_s
         self.private_key = private_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.serial = key_serial(self.private_key.public_key())
@@ -333,7 +336,7 @@ def make_server(host: str, port: int, delay_s: float) -> tuple[ThreadingHTTPServ
     return server, sandbox
 
 
-def run(host: str = "127.0.0.1", port: int = 8765, delay_s: float = 8.0, exit_with_stdin: bool = False) -> None:
+def run(host: str = "127.0.0.1", port: int = 8765, delay_s: float = DELAY_S_DEFAULT, exit_with_stdin: bool = False) -> None:
     server, _ = make_server(host, port, delay_s)
     print(f"psp sandbox listening on http://{host}:{server.server_address[1]}", flush=True)
     if exit_with_stdin:
