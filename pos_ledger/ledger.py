@@ -262,13 +262,21 @@ class Ledger(Application[UUID]):
         """Verify, decide and append a terminal's batch; one result per event, in order."""
         if len(events) > BATCH_EVENTS_MAX:
             raise BatchTooLarge(f"at most {BATCH_EVENTS_MAX} events per request, got {len(events)}")
-        state = self.store(store_id)
-        terminal = state.terminals.get(terminal_id)
+        # The key is read without waiting for a batch in flight, so this batch's signatures are
+        # verified (both cores, GIL released) while the previous one commits; it is checked
+        # against the committed state under the lock before anything is decided.
+        cached = self._states.get(store_id)
+        terminal = cached.terminals.get(terminal_id) if cached is not None else None
+        if terminal is None:
+            terminal = self.store(store_id).terminals.get(terminal_id)
         if terminal is None:
             raise TerminalNotFound(f"no terminal {terminal_id!r} in store {store_id!r}")
         results: list[IngestResult | None] = [None] * len(events)
         candidates = self._prepare(terminal.public_key, terminal_id, events, results)
         with self._lock(store_id):
+            committed = self._state(store_id).terminals.get(terminal_id)
+            if committed is None or committed.public_key != terminal.public_key:
+                raise TerminalNotFound(f"no terminal {terminal_id!r} in store {store_id!r}")
             self._append_with_retries(store_id, terminal_id, candidates, results)
             head = self._state(store_id).head
         return [r for r in results if r is not None], head

@@ -42,3 +42,43 @@ def test_a_read_never_sees_an_event_before_its_commit(ledger: Ledger, monkeypatc
     writer.join(10)
     reader.join(10)
     assert seen == [length + 1]
+
+
+def test_a_batch_is_verified_while_the_one_before_it_commits(ledger: Ledger,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest waits for the store only to decide and append; its signature check overlaps the commit."""
+    import random
+
+    from pos_ledger import _core
+
+    key = TerminalKey.generate("t1")
+    ledger.register_terminal("s1", "t1", key.public_key, "till")
+    terminal = Terminal(key)
+    menu = [MenuEntry("TEA", "Tea", 1_500)]
+    first, second = (signed(terminal, random_sale(random.Random(n), menu, "CNY")) for n in (1, 2))
+    entered, release, verified = threading.Event(), threading.Event(), threading.Event()
+    insert, verify = ledger.recorder.insert_events, _core.ed25519_verify_batch
+
+    def slow_insert(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        return insert(*args, **kwargs)
+
+    def watched_verify(*args: Any, **kwargs: Any) -> Any:
+        if entered.is_set():
+            verified.set()
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(ledger.recorder, "insert_events", slow_insert)
+    monkeypatch.setattr(_core, "ed25519_verify_batch", watched_verify)
+    answers: list[str] = []
+    one = threading.Thread(target=lambda: answers.extend(r.status for r in ledger.ingest("s1", "t1", [first])[0]))
+    one.start()
+    assert entered.wait(10)
+    two = threading.Thread(target=lambda: answers.extend(r.status for r in ledger.ingest("s1", "t1", [second])[0]))
+    two.start()
+    assert verified.wait(5)  # the second batch was verified before the first one committed
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert answers == ["accepted", "accepted"]
