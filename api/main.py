@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.state.ledger = ledger
     app.state.payments = Payments(ledger, provider, public_url)
     app.state.shifts = Shifts(ledger)
+    #: Who is calling, tried in order (api/auth.py): each credential kind is one entry.
+    app.state.authenticators = [auth.admin_token, auth.terminal_signature]
     app.add_middleware(IdempotencyMiddleware, database=settings.database,
                        signed_caller=functools.partial(auth.signed_caller, ledger))
     errors.install(app)

@@ -57,7 +57,7 @@ def statuses(answer: dict[str, Any]) -> list[tuple[str, str | None]]:
 
 
 def test_accepted_events_get_positions_and_the_chain_recomputes(shop: tuple[Client, Terminal],
-                                                                anonymous: httpx.Client) -> None:
+                                                                anonymous: httpx.Client, admin: httpx.Client) -> None:
     client, terminal = shop
     events = [signed(terminal) for _ in range(3)]
     answer = post(client, events)
@@ -66,28 +66,28 @@ def test_accepted_events_get_positions_and_the_chain_recomputes(shop: tuple[Clie
     assert positions == sorted(positions) and len(set(positions)) == 3
     assert [r["id"] for r in answer["results"]] == [json.loads(e["body"])["id"] for e in events]
 
-    log = anonymous.get("/v1/stores/s1/events", params={"after": 0, "limit": 1000}).json()
+    log = admin.get("/v1/stores/s1/events", params={"after": 0, "limit": 1000}).json()
     head = bytes(32)
     for position, entry in enumerate(log, start=1):
         assert entry["position"] == position
         head = hashlib.sha256(head + entry["body"].encode() + base64.b64decode(entry["sig"])).digest()
         assert entry["hash"] == head.hex()
     assert [e["body"] for e in log[-3:]] == [e["body"] for e in events]  # the exact bytes, stored
-    chain = anonymous.get("/v1/stores/s1/chain").json()
+    chain = admin.get("/v1/stores/s1/chain").json()
     assert chain == {"head": head.hex(), "length": len(log)}
     assert answer["chain_head"] == head.hex()
 
 
 def test_duplicate_returns_the_original_position_and_counts_nothing_twice(
-        shop: tuple[Client, Terminal], anonymous: httpx.Client) -> None:
+        shop: tuple[Client, Terminal], anonymous: httpx.Client, admin: httpx.Client) -> None:
     client, terminal = shop
     event = signed(terminal)
     first = post(client, [event])
-    balances_before = anonymous.get("/v1/stores/s1/balances").json()
+    balances_before = admin.get("/v1/stores/s1/balances").json()
     again = post(client, [event, event])
     assert statuses(again) == [("duplicate", None), ("duplicate", None)]
     assert {r["position"] for r in again["results"]} == {first["results"][0]["position"]}
-    assert anonymous.get("/v1/stores/s1/balances").json() == balances_before
+    assert admin.get("/v1/stores/s1/balances").json() == balances_before
     assert again["chain_head"] == first["chain_head"]
 
 
@@ -165,9 +165,9 @@ def test_revoked_terminal_events_are_rejected(shop: tuple[Client, Terminal], adm
 
 
 def test_request_limits_are_413_and_nothing_is_written(shop: tuple[Client, Terminal],
-                                                       anonymous: httpx.Client) -> None:
+                                                       anonymous: httpx.Client, admin: httpx.Client) -> None:
     _client, terminal = shop
-    before = anonymous.get("/v1/stores/s1/chain").json()
+    before = admin.get("/v1/stores/s1/chain").json()
     event = signed(terminal)
     response = anonymous.post("/v1/stores/s1/terminals/t1/events", json={"events": [event] * 1001})
     assert response.status_code == 413
@@ -176,7 +176,7 @@ def test_request_limits_are_413_and_nothing_is_written(shop: tuple[Client, Termi
     response = anonymous.post("/v1/stores/s1/terminals/t1/events", json=huge)
     assert response.status_code == 413
     assert response.json()["type"].endswith("body-too-large")
-    assert anonymous.get("/v1/stores/s1/chain").json() == before
+    assert admin.get("/v1/stores/s1/chain").json() == before
 
 
 @pytest.mark.parametrize("payload", [b"{", b"[]", b'{"events": 3}', b'{"events": [{"body": 1, "sig": ""}]}'])
@@ -188,20 +188,20 @@ def test_malformed_requests_are_422_problems(shop: tuple[Client, Terminal], anon
     assert response.headers["content-type"].startswith(PROBLEM)
 
 
-def test_unknown_store_and_terminal_are_404(shop: tuple[Client, Terminal], anonymous: httpx.Client) -> None:
+def test_unknown_store_and_terminal_are_404(shop: tuple[Client, Terminal], anonymous: httpx.Client, admin: httpx.Client) -> None:
     _, terminal = shop
     for path in ("/v1/stores/nope/terminals/t1/events", "/v1/stores/s1/terminals/nope/events"):
         response = anonymous.post(path, json={"events": [signed(terminal)]})
         assert response.status_code == 404
         assert response.headers["content-type"].startswith(PROBLEM)
-    assert anonymous.get("/v1/stores/nope/chain").status_code == 404
+    assert admin.get("/v1/stores/nope/chain").status_code == 404
 
 
 def test_sale_postings_balance_and_reach_the_balances(shop: tuple[Client, Terminal],
-                                                      anonymous: httpx.Client) -> None:
+                                                      anonymous: httpx.Client, admin: httpx.Client) -> None:
     client, terminal = shop
     post(client, [signed(terminal), signed(terminal)])
-    rows = anonymous.get("/v1/stores/s1/balances").json()["balances"]
+    rows = admin.get("/v1/stores/s1/balances").json()["balances"]
     balances = {r["account"]: r["balance_minor"] for r in rows}
     assert balances == {
         "asset:psp:wechat": 6000,
@@ -244,11 +244,11 @@ class TestBackOffice:
 
 
 def test_two_tills_may_pick_the_same_idempotency_key(shop: tuple[Client, Terminal],
-                                                     anonymous: httpx.Client) -> None:
+                                                     anonymous: httpx.Client, admin: httpx.Client) -> None:
     client, first = shop
     second = Terminal(TerminalKey.generate("t2"), seq=0)
     client.register_terminal("s1", second.key, "till 2")
-    before = anonymous.get("/v1/stores/s1/chain").json()["length"]
+    before = admin.get("/v1/stores/s1/chain").json()["length"]
     headers = {"idempotency-key": "batch-1"}
     one = {"events": [signed(first)]}
     two = {"events": [signed(second)]}
@@ -260,4 +260,4 @@ def test_two_tills_may_pick_the_same_idempotency_key(shop: tuple[Client, Termina
     assert replay.headers.get("idempotent-replayed") == "true" and replay.json() == answer.json()
     reused = anonymous.post("/v1/stores/s1/terminals/t1/events", json=two, headers=headers)
     assert reused.status_code == 422
-    assert anonymous.get("/v1/stores/s1/chain").json()["length"] == before + 2
+    assert admin.get("/v1/stores/s1/chain").json()["length"] == before + 2

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from api.deps import AdminDep
+from api.auth import MANAGE, REPORTS_READ, Principal, allow
 from api.routes.members import IdPattern, loyalty
 from api.routes.stores import StoreId
 from pos_ledger.catalog.conflicts import Conflict
@@ -65,14 +65,14 @@ def conflict_out(conflict: Conflict) -> ConflictOut:
 
 
 @router.get("/{store_id}/conflicts", response_model=list[ConflictOut])
-def list_conflicts(store_id: StoreId, request: Request, _: AdminDep,
+def list_conflicts(store_id: StoreId, request: Request, _: Annotated[Principal, allow(REPORTS_READ)],
                    include_resolved: Annotated[bool, Query()] = False) -> list[ConflictOut]:
     return [conflict_out(c) for c in loyalty(request).conflicts(store_id, include_resolved)]
 
 
 @router.post("/{store_id}/conflicts/{conflict_id}/resolve", response_model=ConflictOut)
 def resolve_conflict(store_id: StoreId, conflict_id: Annotated[str, Path(pattern=IdPattern)],
-                     payload: ResolveIn, request: Request, _: AdminDep) -> ConflictOut:
+                     payload: ResolveIn, request: Request, _: Annotated[Principal, allow(MANAGE)]) -> ConflictOut:
     postings = [(p.account, p.currency, p.amount_minor) for p in payload.postings]
     if any(sum(n for _, c, n in postings if c == cur) for cur in {c for _, c, _ in postings}):
         raise InvalidInput("postings must balance per currency (debits > 0 equal credits < 0)")

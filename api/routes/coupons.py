@@ -8,8 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from api.auth import CashierDep
-from api.deps import AdminDep
+from api.auth import COUPONS_READ, COUPONS_WRITE, MANAGE, Principal, allow
 from api.routes.members import IdPattern, RefPattern, TokenOut, _public_key, loyalty
 from api.routes.stores import StoreId
 from pos_ledger import _core
@@ -160,32 +159,32 @@ def _lines(lines: list[LineIn]) -> list[BasketLine]:
 
 
 @router.post("/{store_id}/campaigns", status_code=201, response_model=CampaignOut)
-def create_campaign(store_id: StoreId, payload: CampaignIn, request: Request, _: AdminDep) -> CampaignOut:
+def create_campaign(store_id: StoreId, payload: CampaignIn, request: Request, _: Annotated[Principal, allow(MANAGE)]) -> CampaignOut:
     spec = payload.model_dump(mode="json")
     return campaign_out(loyalty(request).create_campaign(store_id, spec))
 
 
 @router.get("/{store_id}/campaigns", response_model=list[CampaignOut])
-def list_campaigns(store_id: StoreId, request: Request, _: CashierDep) -> list[CampaignOut]:
+def list_campaigns(store_id: StoreId, request: Request, _: Annotated[Principal, allow(COUPONS_READ)]) -> list[CampaignOut]:
     feature = coupons_of(loyalty(request).state(store_id))
     return [campaign_out(c) for c in list(feature.campaigns.values())]
 
 
 @router.get("/{store_id}/campaigns/{campaign_id}", response_model=CampaignOut)
-def get_campaign(store_id: StoreId, campaign_id: CampaignId, request: Request, _: CashierDep) -> CampaignOut:
+def get_campaign(store_id: StoreId, campaign_id: CampaignId, request: Request, _: Annotated[Principal, allow(COUPONS_READ)]) -> CampaignOut:
     return campaign_out(loyalty(request).campaign(store_id, campaign_id))
 
 
 @router.post("/{store_id}/campaigns/{campaign_id}/issue", status_code=201, response_model=CouponOut)
 def issue_coupon(store_id: StoreId, campaign_id: CampaignId, payload: IssueIn, request: Request,
-                 _: CashierDep) -> CouponOut:
+                 _: Annotated[Principal, allow(COUPONS_WRITE)]) -> CouponOut:
     service = loyalty(request)
     coupon = service.issue_coupon(store_id, campaign_id, member_id=payload.member_id)
     return coupon_out(service, store_id, coupon)
 
 
 @router.get("/{store_id}/campaigns/{campaign_id}/claim-qr", response_model=TokenOut)
-def claim_qr(store_id: StoreId, campaign_id: CampaignId, request: Request, _: CashierDep) -> TokenOut:
+def claim_qr(store_id: StoreId, campaign_id: CampaignId, request: Request, _: Annotated[Principal, allow(COUPONS_READ)]) -> TokenOut:
     service = loyalty(request)
     token, expires_at = service.claim_token(store_id, campaign_id)
     return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id),
@@ -193,13 +192,13 @@ def claim_qr(store_id: StoreId, campaign_id: CampaignId, request: Request, _: Ca
 
 
 @router.get("/{store_id}/campaigns/{campaign_id}/claim-qr.svg", response_class=Response)
-def claim_qr_svg(store_id: StoreId, campaign_id: CampaignId, request: Request, _: CashierDep) -> Response:
+def claim_qr_svg(store_id: StoreId, campaign_id: CampaignId, request: Request, _: Annotated[Principal, allow(COUPONS_READ)]) -> Response:
     token, _expires = loyalty(request).claim_token(store_id, campaign_id)
     return Response(_core.qr_svg(token), media_type=SVG)
 
 
 @router.post("/{store_id}/coupons/claim", status_code=201, response_model=CouponOut)
-def claim_coupon(store_id: StoreId, payload: ClaimIn, request: Request, _: CashierDep) -> CouponOut:
+def claim_coupon(store_id: StoreId, payload: ClaimIn, request: Request, _: Annotated[Principal, allow(COUPONS_WRITE)]) -> CouponOut:
     service = loyalty(request)
     coupon = service.claim_coupon(store_id, payload.claim_token, payload.member_id)
     return coupon_out(service, store_id, coupon)
@@ -207,7 +206,7 @@ def claim_coupon(store_id: StoreId, payload: ClaimIn, request: Request, _: Cashi
 
 @router.get("/{store_id}/members/{member_id}/coupons", response_model=list[CouponOut])
 def member_coupons(store_id: StoreId, member_id: Annotated[str, Path(pattern=IdPattern)], request: Request,
-                   _: CashierDep) -> list[CouponOut]:
+                   _: Annotated[Principal, allow(COUPONS_READ)]) -> list[CouponOut]:
     service = loyalty(request)
     service.member(store_id, member_id)
     feature = coupons_of(service.state(store_id))
@@ -215,13 +214,13 @@ def member_coupons(store_id: StoreId, member_id: Annotated[str, Path(pattern=IdP
 
 
 @router.get("/{store_id}/coupons/{code}", response_model=CouponOut)
-def get_coupon(store_id: StoreId, code: CouponCode, request: Request, _: CashierDep) -> CouponOut:
+def get_coupon(store_id: StoreId, code: CouponCode, request: Request, _: Annotated[Principal, allow(COUPONS_READ)]) -> CouponOut:
     service = loyalty(request)
     return coupon_out(service, store_id, service.coupon(store_id, service.coupon_id_of(store_id, code)))
 
 
 @router.get("/{store_id}/coupons/{code}/qr.svg", response_class=Response)
-def coupon_qr_svg(store_id: StoreId, code: CouponCode, request: Request, _: CashierDep) -> Response:
+def coupon_qr_svg(store_id: StoreId, code: CouponCode, request: Request, _: Annotated[Principal, allow(COUPONS_READ)]) -> Response:
     service = loyalty(request)
     coupon = service.coupon(store_id, service.coupon_id_of(store_id, code))
     return Response(_core.qr_svg(service.coupon_token(store_id, coupon)), media_type=SVG)
@@ -229,7 +228,7 @@ def coupon_qr_svg(store_id: StoreId, code: CouponCode, request: Request, _: Cash
 
 @router.post("/{store_id}/coupons/{code}/redeem", status_code=201, response_model=RedeemOut)
 def redeem_coupon(store_id: StoreId, code: CouponCode, payload: RedeemIn, request: Request,
-                  response: Response, _: CashierDep) -> RedeemOut:
+                  response: Response, _: Annotated[Principal, allow(COUPONS_WRITE)]) -> RedeemOut:
     service = loyalty(request)
     coupon_id = service.coupon_id_of(store_id, code)
     redemption_id = payload.redemption_id or f"{payload.order_ref}:{coupon_id}"[:100]
@@ -247,7 +246,7 @@ def redeem_coupon(store_id: StoreId, code: CouponCode, payload: RedeemIn, reques
 
 @router.post("/{store_id}/coupons/{code}/void", response_model=CouponOut)
 def void_coupon(store_id: StoreId, code: CouponCode, payload: VoidIn, request: Request,
-                _: AdminDep) -> CouponOut:
+                _: Annotated[Principal, allow(MANAGE)]) -> CouponOut:
     service = loyalty(request)
     coupon = service.void_coupon(store_id, service.coupon_id_of(store_id, code), payload.reason)
     return coupon_out(service, store_id, coupon)
@@ -261,7 +260,7 @@ def applicable_out(service: Loyalty, store_id: str, found: Applicable) -> Applic
 
 
 @router.post("/{store_id}/checkout/best-coupon", response_model=BestCouponOut)
-def best_coupon(store_id: StoreId, payload: BestCouponIn, request: Request, _: CashierDep) -> BestCouponOut:
+def best_coupon(store_id: StoreId, payload: BestCouponIn, request: Request, _: Annotated[Principal, allow(COUPONS_READ)]) -> BestCouponOut:
     service = loyalty(request)
     found = [applicable_out(service, store_id, a)
              for a in service.best_coupons(store_id, payload.member_id, _lines(payload.lines))]

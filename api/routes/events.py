@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import EVENTS_READ, Principal, allow
 from api.deps import LedgerDep
 from api.routes.stores import StoreId, TerminalId
 from pos_ledger.errors import BatchTooLarge, InvalidInput, PosLedgerError
@@ -100,7 +101,7 @@ class StoredEventOut(BaseModel):
 
 @router.get("/{store_id}/events", response_model=list[StoredEventOut])
 def read_events(
-    store_id: StoreId,
+    store_id: StoreId, _: Annotated[Principal, allow(EVENTS_READ)],
     ledger: LedgerDep,
     response: Response,
     after: Annotated[int, Query(ge=0)] = 0,

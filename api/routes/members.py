@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.auth import CashierDep
-from api.deps import AdminDep, LedgerDep
+from api.auth import MANAGE, MEMBERS_READ, MEMBERS_WRITE, Principal, allow
+from api.deps import LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger import _core
 from pos_ledger.catalog.members import Member, members_of
@@ -195,20 +195,20 @@ def _public_key(loyalty_: Loyalty, store_id: str) -> str:
 
 
 @router.put("/{store_id}/member-program", response_model=ProgramIn)
-def configure_program(store_id: StoreId, payload: ProgramIn, request: Request, _: AdminDep) -> ProgramIn:
+def configure_program(store_id: StoreId, payload: ProgramIn, request: Request, _: Annotated[Principal, allow(MANAGE)]) -> ProgramIn:
     loyalty(request).configure_program(store_id, payload.model_dump())
     return payload
 
 
 @router.get("/{store_id}/member-program", response_model=ProgramIn)
-def get_program(store_id: StoreId, ledger: LedgerDep, _: CashierDep) -> ProgramIn:
+def get_program(store_id: StoreId, ledger: LedgerDep, _: Annotated[Principal, allow(MEMBERS_READ)]) -> ProgramIn:
     import msgspec
 
     return ProgramIn.model_validate(msgspec.to_builtins(members_of(ledger.store(store_id)).program))
 
 
 @router.post("/{store_id}/members", status_code=201, response_model=MemberOut)
-def register_member(store_id: StoreId, payload: MemberIn, request: Request, _: CashierDep) -> MemberOut:
+def register_member(store_id: StoreId, payload: MemberIn, request: Request, _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> MemberOut:
     service = loyalty(request)
     member = service.register_member(store_id, member_id=payload.member_id, name=payload.name,
                                      phone=payload.phone, join_token=payload.join_token)
@@ -216,13 +216,13 @@ def register_member(store_id: StoreId, payload: MemberIn, request: Request, _: C
 
 
 @router.get("/{store_id}/members/{member_id}", response_model=MemberOut)
-def get_member(store_id: StoreId, member_id: MemberId, request: Request, _: CashierDep) -> MemberOut:
+def get_member(store_id: StoreId, member_id: MemberId, request: Request, _: Annotated[Principal, allow(MEMBERS_READ)]) -> MemberOut:
     service = loyalty(request)
     return member_out(service, store_id, service.member(store_id, member_id))
 
 
 @router.get("/{store_id}/members/{member_id}/card", response_model=TokenOut)
-def member_card(store_id: StoreId, member_id: MemberId, request: Request, _: CashierDep) -> TokenOut:
+def member_card(store_id: StoreId, member_id: MemberId, request: Request, _: Annotated[Principal, allow(MEMBERS_READ)]) -> TokenOut:
     service = loyalty(request)
     token, expires_at = service.card_token(store_id, service.member(store_id, member_id))
     return TokenOut(token=token, expires_at=expires_at, server_public_key=_public_key(service, store_id),
@@ -230,20 +230,20 @@ def member_card(store_id: StoreId, member_id: MemberId, request: Request, _: Cas
 
 
 @router.get("/{store_id}/members/{member_id}/card.svg", response_class=Response)
-def member_card_svg(store_id: StoreId, member_id: MemberId, request: Request, _: CashierDep) -> Response:
+def member_card_svg(store_id: StoreId, member_id: MemberId, request: Request, _: Annotated[Principal, allow(MEMBERS_READ)]) -> Response:
     service = loyalty(request)
     token, _expires = service.card_token(store_id, service.member(store_id, member_id))
     return Response(_core.qr_svg(token), media_type=SVG, headers={"cache-control": "no-store"})
 
 
 @router.post("/{store_id}/members/card/verify", response_model=MemberOut)
-def verify_card(store_id: StoreId, payload: CardVerifyIn, request: Request, _: CashierDep) -> MemberOut:
+def verify_card(store_id: StoreId, payload: CardVerifyIn, request: Request, _: Annotated[Principal, allow(MEMBERS_READ)]) -> MemberOut:
     service = loyalty(request)
     return member_out(service, store_id, service.member_of_card(store_id, payload.token))
 
 
 @router.get("/{store_id}/join-qr", response_model=TokenOut)
-def join_qr(store_id: StoreId, request: Request, _: CashierDep,
+def join_qr(store_id: StoreId, request: Request, _: Annotated[Principal, allow(MEMBERS_READ)],
             valid_s: Annotated[int, Query(ge=60, le=STORE_TOKEN_TTL_S_MAX)] = 365 * 86_400) -> TokenOut:
     service = loyalty(request)
     token, expires_at = service.join_token(store_id, valid_s)
@@ -252,14 +252,14 @@ def join_qr(store_id: StoreId, request: Request, _: CashierDep,
 
 
 @router.get("/{store_id}/join-qr.svg", response_class=Response)
-def join_qr_svg(store_id: StoreId, request: Request, _: CashierDep) -> Response:
+def join_qr_svg(store_id: StoreId, request: Request, _: Annotated[Principal, allow(MEMBERS_READ)]) -> Response:
     token, _expires = loyalty(request).join_token(store_id)
     return Response(_core.qr_svg(token), media_type=SVG)
 
 
 @router.post("/{store_id}/members/{member_id}/recharge", status_code=201, response_model=RechargeOut)
 def recharge(store_id: StoreId, member_id: MemberId, payload: RechargeIn, request: Request,
-             response: Response, cashier: CashierDep) -> RechargeOut:
+             response: Response, cashier: Annotated[Principal, allow(MEMBERS_WRITE)]) -> RechargeOut:
     service = loyalty(request)
     lot, created = service.recharge(store_id, member_id, recharge_id=payload.recharge_id,
                                     paid_minor=payload.amount_minor, currency=payload.currency,
@@ -274,7 +274,7 @@ def recharge(store_id: StoreId, member_id: MemberId, payload: RechargeIn, reques
 @router.post("/{store_id}/members/{member_id}/recharges/{recharge_id}/refund",
              response_model=RechargeRefundOut)
 def refund_recharge(store_id: StoreId, member_id: MemberId, recharge_id: RefPath, request: Request,
-                    _: CashierDep) -> RechargeRefundOut:
+                    _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> RechargeRefundOut:
     service = loyalty(request)
     _lot, principal, bonus = service.refund_recharge(store_id, member_id, recharge_id)
     return RechargeRefundOut(recharge_id=recharge_id, principal_returned_minor=principal,
@@ -284,7 +284,7 @@ def refund_recharge(store_id: StoreId, member_id: MemberId, recharge_id: RefPath
 
 @router.post("/{store_id}/members/{member_id}/spend", status_code=201, response_model=SpendOut)
 def spend(store_id: StoreId, member_id: MemberId, payload: SpendIn, request: Request, response: Response,
-          _: CashierDep) -> SpendOut:
+          _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> SpendOut:
     service = loyalty(request)
     currency = payload.currency or service.state(store_id).currency
     record, created = service.spend(store_id, member_id, spend_id=payload.spend_id or payload.order_ref,
@@ -300,7 +300,7 @@ def spend(store_id: StoreId, member_id: MemberId, payload: SpendIn, request: Req
 
 @router.post("/{store_id}/members/{member_id}/checkout/confirm", response_model=PointsOut)
 def confirm_checkout(store_id: StoreId, member_id: MemberId, payload: CheckoutConfirmIn, request: Request,
-                     _: CashierDep) -> PointsOut:
+                     _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> PointsOut:
     service = loyalty(request)
     points, created = service.confirm_checkout(store_id, member_id, order_ref=payload.order_ref,
                                                amount_minor=payload.amount_minor)
@@ -311,7 +311,7 @@ def confirm_checkout(store_id: StoreId, member_id: MemberId, payload: CheckoutCo
 @router.post("/{store_id}/members/{member_id}/points/redeem", status_code=201,
              response_model=PointsRedeemOut)
 def redeem_points(store_id: StoreId, member_id: MemberId, payload: PointsRedeemIn, request: Request,
-                  response: Response, _: CashierDep) -> PointsRedeemOut:
+                  response: Response, _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> PointsRedeemOut:
     service = loyalty(request)
     redemption_id = payload.redemption_id or f"points:{payload.order_ref}"
     discount, created = service.redeem_points(store_id, member_id, redemption_id=redemption_id,
@@ -325,7 +325,7 @@ def redeem_points(store_id: StoreId, member_id: MemberId, payload: PointsRedeemI
 
 @router.post("/{store_id}/members/{member_id}/orders/{order_ref}/refund", response_model=OrderRefundOut)
 def refund_order(store_id: StoreId, member_id: MemberId, order_ref: RefPath, payload: OrderRefundIn,
-                 request: Request, _: CashierDep) -> OrderRefundOut:
+                 request: Request, _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> OrderRefundOut:
     service = loyalty(request)
     summary = service.refund_order(store_id, member_id, order_ref=order_ref, refund_id=payload.refund_id,
                                    refund_minor=payload.amount_minor,

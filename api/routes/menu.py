@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
-from api.deps import AdminDep, LedgerDep
+from api.auth import MANAGE, STORE_READ, Principal, allow
+from api.deps import LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger.catalog.menu import menu_of
 from pos_ledger.errors import NotFound
@@ -31,7 +32,7 @@ class MenuItemOut(BaseModel):
 
 
 @router.get("/{store_id}/menu", response_model=list[MenuItemOut])
-def list_menu(store_id: StoreId, ledger: LedgerDep) -> list[MenuItemOut]:
+def list_menu(store_id: StoreId, _: Annotated[Principal, allow(STORE_READ)], ledger: LedgerDep) -> list[MenuItemOut]:
     state = ledger.store(store_id)
     return [
         MenuItemOut(sku=i.sku, name=i.name, price_minor=i.price_minor, currency=state.currency,
@@ -42,14 +43,14 @@ def list_menu(store_id: StoreId, ledger: LedgerDep) -> list[MenuItemOut]:
 
 @router.put("/{store_id}/menu/{sku}", response_model=MenuItemOut)
 def upsert_menu_item(store_id: StoreId, sku: Sku, payload: MenuItemIn, ledger: LedgerDep,
-                     _: AdminDep) -> MenuItemOut:
+                     _: Annotated[Principal, allow(MANAGE)]) -> MenuItemOut:
     state = ledger.store(store_id)
     ledger.append_server_events(store_id, [("menu.item_upserted", {"sku": sku, **payload.model_dump()})])
     return MenuItemOut(sku=sku, currency=state.currency, **payload.model_dump())
 
 
 @router.delete("/{store_id}/menu/{sku}", status_code=204)
-def remove_menu_item(store_id: StoreId, sku: Sku, ledger: LedgerDep, _: AdminDep) -> Response:
+def remove_menu_item(store_id: StoreId, sku: Sku, ledger: LedgerDep, _: Annotated[Principal, allow(MANAGE)]) -> Response:
     if sku not in menu_of(ledger.store(store_id)):
         raise NotFound(f"no menu item {sku!r}")
     ledger.append_server_events(store_id, [("menu.item_removed", {"sku": sku})])

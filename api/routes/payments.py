@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.auth import CashierDep
+from api.auth import PAYMENTS_READ, PAYMENTS_WRITE, Principal, allow
 from api.deps import LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger import _core, money
@@ -136,7 +136,7 @@ def refund_out(refund: Refund, payment: Payment) -> RefundOut:
 
 @router.post("/{store_id}/payments", status_code=201, response_model=PaymentOut)
 def create_payment(store_id: StoreId, payload: PaymentIn, request: Request, ledger: LedgerDep,
-                   cashier: CashierDep) -> PaymentOut:
+                   cashier: Annotated[Principal, allow(PAYMENTS_WRITE)]) -> PaymentOut:
     money.currency(payload.currency)
     state = ledger.store(store_id)
     if payload.currency != state.currency:
@@ -151,7 +151,7 @@ def create_payment(store_id: StoreId, payload: PaymentIn, request: Request, ledg
 
 
 @router.get("/{store_id}/payments", response_model=OrderPaymentsOut)
-def order_payments(store_id: StoreId, request: Request, cashier: CashierDep,
+def order_payments(store_id: StoreId, request: Request, cashier: Annotated[Principal, allow(PAYMENTS_READ)],
                    order_ref: Annotated[str, Query(min_length=1, max_length=100)]) -> OrderPaymentsOut:
     found = payments(request).for_order(store_id, order_ref)
     captured = [p for p in found if p.status == "captured"]
@@ -161,7 +161,7 @@ def order_payments(store_id: StoreId, request: Request, cashier: CashierDep,
 
 
 @router.get("/{store_id}/payments/{payment_id}", response_model=PaymentOut)
-def get_payment(store_id: StoreId, payment_id: PaymentId, request: Request, cashier: CashierDep) -> PaymentOut:
+def get_payment(store_id: StoreId, payment_id: PaymentId, request: Request, cashier: Annotated[Principal, allow(PAYMENTS_READ)]) -> PaymentOut:
     return payment_out(store_id, payments(request).refresh(store_id, payment_id))
 
 
@@ -190,7 +190,7 @@ class VoidIn(BaseModel):
 
 
 @router.post("/{store_id}/payments/{payment_id}/void", response_model=PaymentOut)
-def void_payment(store_id: StoreId, payment_id: PaymentId, request: Request, cashier: CashierDep,
+def void_payment(store_id: StoreId, payment_id: PaymentId, request: Request, cashier: Annotated[Principal, allow(PAYMENTS_WRITE)],
                  payload: VoidIn | None = None) -> PaymentOut:
     """Unpaid: closed at the provider and failed as `voided`. Captured: refunded in full."""
     terminal_id = cashier.till(payload.terminal_id if payload else None)
@@ -199,7 +199,7 @@ def void_payment(store_id: StoreId, payment_id: PaymentId, request: Request, cas
 
 @router.post("/{store_id}/payments/{payment_id}/refunds", status_code=201, response_model=RefundOut)
 def refund_payment(store_id: StoreId, payment_id: PaymentId, payload: RefundIn, request: Request,
-                   cashier: CashierDep) -> RefundOut:
+                   cashier: Annotated[Principal, allow(PAYMENTS_WRITE)]) -> RefundOut:
     service = payments(request)
     refund = service.refund(store_id, payment_id, refund_id=payload.refund_id or "rfd" + uuid.uuid4().hex[:20],
                             amount_minor=payload.amount_minor, reason=payload.reason,
@@ -209,7 +209,7 @@ def refund_payment(store_id: StoreId, payment_id: PaymentId, payload: RefundIn, 
 
 @router.get("/{store_id}/payments/{payment_id}/refunds", response_model=list[RefundOut])
 def list_refunds(store_id: StoreId, payment_id: PaymentId, request: Request, ledger: LedgerDep,
-                 cashier: CashierDep) -> list[RefundOut]:
+                 cashier: Annotated[Principal, allow(PAYMENTS_READ)]) -> list[RefundOut]:
     service = payments(request)
     payment = service.payment(store_id, payment_id)
     book = payments_of(ledger.store(store_id))

@@ -9,8 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
+from api.auth import EVENTS_READ, OWN, REPORTS_READ, STORE_READ, Principal, allow
 from api.deps import AdminDep, LedgerDep
+from pos_ledger.catalog.store import ORDERS_ACCEPT_TIMEOUT_S_MAX, settings_of
 from pos_ledger.errors import InvalidInput, WeakPublicKey
+from pos_ledger.ledger import Ledger
 from pos_ledger.money import currency
 
 router = APIRouter(prefix="/v1/stores", tags=["stores"])
@@ -46,6 +49,21 @@ class TerminalOut(BaseModel):
     public_key: str
     label: str
     revoked: bool
+
+
+class SettingsPatch(BaseModel):
+    """The settings to change; those left out keep their values."""
+
+    model_config = {"extra": "forbid", "strict": True}
+    orders_auto_accept: bool | None = None
+    orders_accept_timeout_s: int | None = Field(default=None, ge=1, le=ORDERS_ACCEPT_TIMEOUT_S_MAX)
+    allow_local_webhooks: bool | None = None
+
+
+class SettingsOut(BaseModel):
+    orders_auto_accept: bool
+    orders_accept_timeout_s: int
+    allow_local_webhooks: bool
 
 
 class ChainOut(BaseModel):
@@ -87,15 +105,38 @@ def open_store(payload: StoreIn, ledger: LedgerDep, _: AdminDep) -> StoreOut:
 
 
 @router.get("/{store_id}", response_model=StoreOut)
-def get_store(store_id: StoreId, ledger: LedgerDep) -> StoreOut:
+def get_store(store_id: StoreId, _: Annotated[Principal, allow(STORE_READ)], ledger: LedgerDep) -> StoreOut:
     state = ledger.store(store_id)
     return StoreOut(store_id=state.store_id, name=state.name, currency=state.currency,
                     timezone=state.timezone,
                     server_public_key=base64.b64encode(state.server_public_key).decode())
 
 
+def _settings_out(ledger: Ledger, store_id: str) -> SettingsOut:
+    settings = settings_of(ledger.store(store_id))
+    return SettingsOut(orders_auto_accept=settings.orders_auto_accept,
+                       orders_accept_timeout_s=settings.orders_accept_timeout_s,
+                       allow_local_webhooks=settings.allow_local_webhooks)
+
+
+@router.get("/{store_id}/settings", response_model=SettingsOut)
+def get_settings(store_id: StoreId, ledger: LedgerDep, _: Annotated[Principal, allow(STORE_READ)]) -> SettingsOut:
+    return _settings_out(ledger, store_id)
+
+
+@router.patch("/{store_id}/settings", response_model=SettingsOut)
+def change_settings(store_id: StoreId, payload: SettingsPatch, ledger: LedgerDep,
+                    _: Annotated[Principal, allow(OWN)]) -> SettingsOut:
+    """The owner's switches: online orders' auto-accept and accept timeout, local webhooks."""
+    changes = payload.model_dump(exclude_none=True)
+    ledger.store(store_id)
+    if changes:
+        ledger.append_server_events(store_id, [("store.settings_changed", changes)])
+    return _settings_out(ledger, store_id)
+
+
 @router.post("/{store_id}/terminals", status_code=201, response_model=TerminalOut)
-def register_terminal(store_id: StoreId, payload: TerminalIn, ledger: LedgerDep, _: AdminDep) -> TerminalOut:
+def register_terminal(store_id: StoreId, payload: TerminalIn, ledger: LedgerDep, _: Annotated[Principal, allow(OWN)]) -> TerminalOut:
     try:
         public_key = base64.b64decode(payload.public_key, validate=True)
     except (binascii.Error, ValueError):
@@ -106,7 +147,7 @@ def register_terminal(store_id: StoreId, payload: TerminalIn, ledger: LedgerDep,
 
 
 @router.get("/{store_id}/terminals", response_model=list[TerminalOut])
-def list_terminals(store_id: StoreId, ledger: LedgerDep, _: AdminDep) -> list[TerminalOut]:
+def list_terminals(store_id: StoreId, ledger: LedgerDep, _: Annotated[Principal, allow(STORE_READ)]) -> list[TerminalOut]:
     state = ledger.store(store_id)
     return [
         TerminalOut(terminal_id=t.terminal_id, public_key=base64.b64encode(t.public_key).decode(),
@@ -116,19 +157,19 @@ def list_terminals(store_id: StoreId, ledger: LedgerDep, _: AdminDep) -> list[Te
 
 
 @router.delete("/{store_id}/terminals/{terminal_id}", status_code=204)
-def revoke_terminal(store_id: StoreId, terminal_id: TerminalId, ledger: LedgerDep, _: AdminDep) -> Response:
+def revoke_terminal(store_id: StoreId, terminal_id: TerminalId, ledger: LedgerDep, _: Annotated[Principal, allow(OWN)]) -> Response:
     ledger.revoke_terminal(store_id, terminal_id)
     return Response(status_code=204)
 
 
 @router.get("/{store_id}/chain", response_model=ChainOut)
-def chain(store_id: StoreId, ledger: LedgerDep) -> ChainOut:
+def chain(store_id: StoreId, _: Annotated[Principal, allow(EVENTS_READ)], ledger: LedgerDep) -> ChainOut:
     head, length = ledger.chain(store_id)
     return ChainOut(head=head.hex(), length=length)
 
 
 @router.get("/{store_id}/balances", response_model=BalancesOut)
-def balances(store_id: StoreId, ledger: LedgerDep) -> BalancesOut:
+def balances(store_id: StoreId, _: Annotated[Principal, allow(REPORTS_READ)], ledger: LedgerDep) -> BalancesOut:
     rows = ledger.balances(store_id)
     return BalancesOut(
         store_id=store_id,

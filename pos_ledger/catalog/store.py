@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
@@ -95,4 +96,45 @@ TERMINAL_REGISTERED = register(
 )
 TERMINAL_REVOKED = register(
     EventType("terminal.revoked", TerminalRevoked, _decide_revoked, _evolve_revoked, origin="server")
+)
+
+
+#: How long an online order may wait in `placed` before the server cancels it, by default and at most.
+ORDERS_ACCEPT_TIMEOUT_S_DEFAULT = 300
+ORDERS_ACCEPT_TIMEOUT_S_MAX = 86_400
+
+
+@dataclass(slots=True)
+class StoreSettings:
+    """The store's switches, set by its owner; each change is a `store.settings_changed` event."""
+
+    #: Online orders are accepted as they arrive instead of waiting for the counter.
+    orders_auto_accept: bool = False
+    orders_accept_timeout_s: int = ORDERS_ACCEPT_TIMEOUT_S_DEFAULT
+    #: Apps' webhooks may point at loopback or private addresses (an integration inside the shop).
+    allow_local_webhooks: bool = False
+
+
+class StoreSettingsChanged(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Only the settings named change; the others keep their values."""
+
+    orders_auto_accept: bool | None = None
+    orders_accept_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=ORDERS_ACCEPT_TIMEOUT_S_MAX)] | None = None
+    allow_local_webhooks: bool | None = None
+
+
+def settings_of(state: StoreState) -> StoreSettings:
+    return state.feature("settings", StoreSettings)
+
+
+def _evolve_settings(data: StoreSettingsChanged, state: StoreState, meta: EntryMeta) -> None:
+    settings = settings_of(state)
+    for name in StoreSettingsChanged.__struct_fields__:
+        value = getattr(data, name)
+        if value is not None:
+            setattr(settings, name, value)
+
+
+STORE_SETTINGS_CHANGED = register(
+    EventType("store.settings_changed", StoreSettingsChanged, evolve=_evolve_settings, origin="server")
 )
