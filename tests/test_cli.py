@@ -57,14 +57,15 @@ def test_serve_demo_seeds_a_day_of_sales_then_chain_and_audit_agree(tmp_path: Pa
         [sys.executable, "-m", "pos_ledger.cli", "serve", "--demo", "--db", str(database), "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     try:
         deadline = time.monotonic() + 90
         sales = 0
         while time.monotonic() < deadline:
             try:
-                chain = httpx.get(f"{url}/v1/stores/demo/chain", timeout=2)
+                chain = httpx.get(f"{url}/v1/stores/demo/chain", headers=admin, timeout=2)
                 if chain.status_code == 200:
-                    events = httpx.get(f"{url}/v1/stores/demo/events", params={"limit": 1000}).json()
+                    events = httpx.get(f"{url}/v1/stores/demo/events", params={"limit": 1000}, headers=admin).json()
                     sales = sum('"sale.completed"' in e["body"] for e in events)
                     payments = sum('"payment.requested"' in e["body"] for e in events)
                     if sales >= 300 and payments >= 3:  # the counter scene's last step is its third payment
@@ -74,12 +75,11 @@ def test_serve_demo_seeds_a_day_of_sales_then_chain_and_audit_agree(tmp_path: Pa
             time.sleep(0.3)
         assert sales >= 300
         assert any(e["terminal_id"] == "till-1" for e in events)
-        menu = httpx.get(f"{url}/v1/stores/demo/menu").json()
+        menu = httpx.get(f"{url}/v1/stores/demo/menu", headers=admin).json()
         assert len(menu) >= 10
-        balances = httpx.get(f"{url}/v1/stores/demo/balances").json()["balances"]
+        balances = httpx.get(f"{url}/v1/stores/demo/balances", headers=admin).json()["balances"]
         assert sum(b["balance_minor"] for b in balances) == 0
-        head = httpx.get(f"{url}/v1/stores/demo/chain").json()
-        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        head = httpx.get(f"{url}/v1/stores/demo/chain", headers=admin).json()
         member = httpx.get(f"{url}/v1/stores/demo/members/m-0001", headers=admin).json()
         assert member["balance_minor"] == 38_000  # 300 paid + 80 bonus
         kinds = [json.loads(e["body"])["type"] for e in events]
