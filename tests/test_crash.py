@@ -91,7 +91,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
         log: list[dict[str, object]] = []
         after = 0
         while True:
-            page = httpx.get(f"{url}/v1/stores/s/events", params={"after": after, "limit": 1000}).json()
+            page = client.http.get(f"{url}/v1/stores/s/events", params={"after": after, "limit": 1000}).json()
             log.extend(page)
             if not page:
                 break
@@ -106,7 +106,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
             assert entry["position"] == index
             head = hashlib.sha256(head + str(entry["body"]).encode() + base64.b64decode(str(entry["sig"]))).digest()
             assert entry["hash"] == head.hex()
-        assert httpx.get(f"{url}/v1/stores/s/chain").json() == {"head": head.hex(), "length": len(log)}
+        assert client.http.get(f"{url}/v1/stores/s/chain").json() == {"head": head.hex(), "length": len(log)}
     finally:
         client.close()
         server.send_signal(signal.SIGTERM)
