@@ -1,0 +1,172 @@
+"""Group commit: concurrent batches for one store are decided together and written in one
+transaction, and still answer exactly as one batch at a time would (SQLite and PostgreSQL).
+
+The first batch's commit is held open (a listener waits) so the others pile up behind the
+store's lock; the next writer then takes them all at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pos_ledger import _core
+from pos_ledger.ledger import IngestResult, Ledger, SignedEvent
+from tests.conftest import SERVER_SEED
+
+TERMINALS = 4
+BATCHES = 3
+BATCH = 10
+#: In each batch this event's totals do not add up: it is rejected, the others must commit.
+BAD_OFFSET = 4
+
+
+def seed_for(index: int) -> bytes:
+    return bytes([index + 11]) * 32
+
+
+def sale(seq: int, total_minor: int = 100) -> bytes:
+    return json.dumps({"id": str(uuid.uuid4()), "seq": seq, "type": "sale.completed",
+                       "at": "2026-11-23T09:00:00Z",
+                       "data": {"order_id": str(uuid.uuid4()), "currency": "CNY",
+                                "lines": [{"sku": "A", "name": "A", "qty": 1, "unit_price_minor": 100}],
+                                "discount_minor": 0, "total_minor": total_minor,
+                                "tenders": [{"method": "cash", "amount_minor": total_minor}]}}).encode()
+
+
+def batch_for(terminal: int, number: int) -> list[SignedEvent]:
+    events = []
+    for offset in range(BATCH):
+        body = sale(number * BATCH + offset + 1, total_minor=99 if offset == BAD_OFFSET else 100)
+        events.append(SignedEvent(body, _core.ed25519_sign(seed_for(terminal), body)))
+    return events
+
+
+def counting_transactions(ledger: Ledger) -> list[int]:
+    """Wrap the recorder's insert (it still writes): one item per transaction, its event count."""
+    counts: list[int] = []
+    insert: Callable[..., Any] = ledger.recorder.insert_events
+
+    def counted(stored_events: Any, **kwargs: Any) -> Any:
+        counts.append(len(stored_events))
+        return insert(stored_events, **kwargs)
+
+    ledger.recorder.insert_events = counted  # type: ignore[method-assign]
+    return counts
+
+
+def test_concurrent_batches_group_commit_gap_free_in_seq_order(database: str) -> None:
+    ledger = Ledger(database, SERVER_SEED)
+    try:
+        ledger.open_store("s", "S", "CNY", "UTC")
+        for index in range(TERMINALS):
+            ledger.register_terminal("s", f"t{index}", _core.ed25519_public_key(seed_for(index)), "")
+        first_commit_done, release = threading.Event(), threading.Event()
+
+        def hold_first_commit(store_id: str, position: int, head: bytes) -> None:
+            if not first_commit_done.is_set():
+                first_commit_done.set()
+                release.wait(10)
+
+        ledger.listeners.append(hold_first_commit)
+        transactions = counting_transactions(ledger)
+        batches = {(i, n): batch_for(i, n) for i in range(TERMINALS) for n in range(BATCHES)}
+        answers: dict[tuple[int, int], list[IngestResult]] = {}
+        failures: list[BaseException] = []
+
+        def post(index: int) -> None:
+            try:
+                for number in range(BATCHES):
+                    results, _ = ledger.ingest("s", f"t{index}", batches[index, number])
+                    answers[index, number] = results
+            except BaseException as error:  # surfaced in the main thread
+                failures.append(error)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(TERMINALS)]
+        for thread in threads:
+            thread.start()
+        assert first_commit_done.wait(30)
+        # Let the other terminals' first batches queue behind the held commit.
+        deadline = threading.Event()
+        while sum(len(q) for q in ledger._waiting.values()) < TERMINALS - 1 and not deadline.wait(0.01):
+            pass
+        release.set()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
+
+        # Fewer transactions than batches: waiting batches were committed together.
+        assert len(transactions) < TERMINALS * BATCHES
+        assert max(transactions) >= 2 * (BATCH - 1)
+
+        # Each batch: the bad event rejected, every other one accepted exactly once.
+        positions = []
+        for results in answers.values():
+            assert len(results) == BATCH
+            for offset, result in enumerate(results):
+                if offset == BAD_OFFSET:
+                    assert (result.status, result.reason, result.position) == ("rejected", "totals_mismatch", None)
+                else:
+                    assert result.status == "accepted" and result.position is not None
+                    positions.append(result.position)
+        assert len(positions) == len(set(positions)) == TERMINALS * BATCHES * (BATCH - 1)
+
+        entries = list(ledger.iter_entries("s"))
+        assert [e.position for e in entries] == list(range(1, len(entries) + 1))  # gap-free
+        sales = [e for e in entries if e.terminal_id != "server"]
+        assert sorted(e.position for e in sales) == sorted(positions)
+        last_seq: dict[str, int] = {}
+        for entry in sales:  # in log order, each terminal's seq only moves forward
+            seq = json.loads(entry.body)["seq"]
+            assert seq > last_seq.get(entry.terminal_id, 0)
+            last_seq[entry.terminal_id] = seq
+        assert ledger.chain("s") == (entries[-1].hash, len(entries))
+        cash = {(a, d - c) for a, _, d, c in ledger.balances("s") if a.startswith("asset:cash")}
+        assert cash == {(f"asset:cash:t{i}", BATCHES * (BATCH - 1) * 100) for i in range(TERMINALS)}
+
+        # A retry of a batch with a rejected event: the same positions, nothing written again.
+        again, _ = ledger.ingest("s", "t0", batches[0, 0])
+        for offset, (first, second) in enumerate(zip(answers[0, 0], again, strict=True)):
+            if offset == BAD_OFFSET:
+                assert second.status == "rejected"
+            else:
+                assert (second.status, second.position) == ("duplicate", first.position)
+        assert ledger.chain("s")[1] == len(entries)
+    finally:
+        ledger.close()
+
+
+def test_retried_batch_with_rejected_event_commits_the_others_once(database: str) -> None:
+    ledger = Ledger(database, SERVER_SEED)
+    try:
+        ledger.open_store("s", "S", "CNY", "UTC")
+        ledger.register_terminal("s", "t0", _core.ed25519_public_key(seed_for(0)), "")
+        batch = batch_for(0, 0)
+        barrier = threading.Barrier(3)
+        answers: list[list[IngestResult]] = []
+
+        def post() -> None:
+            barrier.wait()
+            answers.append(ledger.ingest("s", "t0", batch)[0])
+
+        threads = [threading.Thread(target=post) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(answers) == 3
+        for results in answers:
+            assert results[BAD_OFFSET].status == "rejected"
+            assert results[BAD_OFFSET].reason in {"totals_mismatch", "seq_not_increasing"}
+        # The same batch three times at once (a retry racing the original): one copy in the log,
+        # one answer "accepted" per event and "duplicate" with the same position otherwise.
+        for offset in (o for o in range(BATCH) if o != BAD_OFFSET):
+            statuses = sorted(r[offset].status for r in answers)
+            assert statuses == ["accepted", "duplicate", "duplicate"]
+            assert len({r[offset].position for r in answers}) == 1
+        sales = [e for e in ledger.iter_entries("s") if e.terminal_id != "server"]
+        assert len(sales) == BATCH - 1
+    finally:
+        ledger.close()
