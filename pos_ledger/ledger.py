@@ -37,6 +37,7 @@ from pos_ledger.errors import (
     ConcurrentWriteRetriesExhausted,
     EventRefused,
     InvalidInput,
+    PosLedgerError,
     StoreNotFound,
     TerminalNotFound,
     WeakPublicKey,
@@ -292,28 +293,76 @@ class Ledger(Application[UUID]):
         self, store_id: str, terminal_id: str, events: Sequence[SignedEvent]
     ) -> tuple[list[IngestResult], bytes]:
         """Verify, decide and append a terminal's batch; one result per event, in order."""
+        answer = self.ingest_group(store_id, [(terminal_id, events)])[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def ingest_group(
+        self, store_id: str, requests: Sequence[tuple[str, Sequence[SignedEvent]]]
+    ) -> list[tuple[list[IngestResult], bytes] | PosLedgerError]:
+        """Several terminals' batches for one store at once (an HTTP server's group commit).
+
+        Every signature of every batch is verified in one Rust call, then the batches join the
+        store's group commit. One answer per request, in order: its results and the chain head
+        after its commit, or the error that refused the whole request (unknown terminal, too
+        large); an error of the store itself (the database) is raised.
+        """
+        answers: list[tuple[list[IngestResult], bytes] | PosLedgerError] = []
+        keys: list[bytes | None] = []
+        for terminal_id, events in requests:
+            try:
+                keys.append(self._terminal_key(store_id, terminal_id, events))
+            except (BatchTooLarge, TerminalNotFound, StoreNotFound) as error:
+                keys.append(None)
+                answers.append(error)
+                continue
+            answers.append(([], b""))
+        # The keys are read without waiting for a batch in flight, so these signatures are
+        # verified (both cores, GIL released) while the previous group commits; each key is
+        # checked against the committed state under the lock before anything is decided.
+        signed = [(key, event) for key, (_, events) in zip(keys, requests, strict=True)
+                  if key is not None for event in events]
+        valid = iter(_core.ed25519_verify_batch(
+            [key for key, _ in signed], [e.body for _, e in signed], [e.sig for _, e in signed]
+        ))
+        batches: list[_Batch | None] = []
+        for key, (terminal_id, events) in zip(keys, requests, strict=True):
+            if key is None:
+                batches.append(None)
+                continue
+            results: list[IngestResult | None] = [None] * len(events)
+            candidates = self._prepare(terminal_id, events, [next(valid) for _ in events], results)
+            batches.append(_Batch(terminal_id, key, candidates, results))
+        waiting = [batch for batch in batches if batch is not None]
+        with self._locks_guard:
+            self._waiting.setdefault(store_id, []).extend(waiting)
+        with self._lock(store_id):
+            # Another writer may have committed ours already; a group holds at most
+            # GROUP_EVENTS_MAX events, so commit until all of ours are in.
+            while not all(batch.done for batch in waiting):
+                self._commit_waiting(store_id)
+        for index, batch in enumerate(batches):
+            if batch is None:
+                continue
+            if isinstance(batch.error, PosLedgerError):
+                answers[index] = batch.error
+            elif batch.error is not None:
+                raise batch.error
+            else:
+                answers[index] = ([r for r in batch.results if r is not None], batch.head)
+        return answers
+
+    def _terminal_key(self, store_id: str, terminal_id: str, events: Sequence[SignedEvent]) -> bytes:
         if len(events) > BATCH_EVENTS_MAX:
             raise BatchTooLarge(f"at most {BATCH_EVENTS_MAX} events per request, got {len(events)}")
-        # The key is read without waiting for a batch in flight, so this batch's signatures are
-        # verified (both cores, GIL released) while the previous one commits; it is checked
-        # against the committed state under the lock before anything is decided.
         cached = self._states.get(store_id)
         terminal = cached.terminals.get(terminal_id) if cached is not None else None
         if terminal is None:
             terminal = self.store(store_id).terminals.get(terminal_id)
         if terminal is None:
             raise TerminalNotFound(f"no terminal {terminal_id!r} in store {store_id!r}")
-        results: list[IngestResult | None] = [None] * len(events)
-        candidates = self._prepare(terminal.public_key, terminal_id, events, results)
-        batch = _Batch(terminal_id, terminal.public_key, candidates, results)
-        with self._locks_guard:
-            self._waiting.setdefault(store_id, []).append(batch)
-        with self._lock(store_id):
-            if not batch.done:
-                self._commit_waiting(store_id)
-        if batch.error is not None:
-            raise batch.error
-        return [r for r in results if r is not None], batch.head
+        return terminal.public_key
 
     def _commit_waiting(self, store_id: str) -> None:
         """Group commit, under the store's lock: every waiting batch (up to a limit) at once."""
@@ -348,15 +397,12 @@ class Ledger(Application[UUID]):
 
     def _prepare(
         self,
-        public_key: bytes,
         terminal_id: str,
         events: Sequence[SignedEvent],
+        valid: Sequence[bool],
         results: list[IngestResult | None],
     ) -> list[_Candidate]:
-        """Stateless checks outside the lock: signatures (one Rust batch call) and schemas."""
-        valid = _core.ed25519_verify_batch(
-            [public_key] * len(events), [e.body for e in events], [e.sig for e in events]
-        )
+        """Stateless checks outside the lock, the signatures already verified: schemas."""
         candidates = []
         for index, (event, ok) in enumerate(zip(events, valid, strict=True)):
             try:
