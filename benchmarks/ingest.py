@@ -71,12 +71,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(database: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(database: str, port: int, http: str = "uvicorn") -> subprocess.Popen[bytes]:
+    """`pos-ledger serve` (uvicorn, uvloop + httptools), or the same app under granian."""
     # A provider URL is given so that no payment sandbox process is started (ingest needs none).
     env = dict(os.environ, POS_LEDGER_ADMIN_TOKEN=ADMIN_TOKEN, POS_LEDGER_PSP_URL="http://127.0.0.1:9",
-               POS_LEDGER_SERVER_KEY=base64.b64encode(SERVER_SEED).decode())
-    process = subprocess.Popen([sys.executable, "-m", "pos_ledger.cli", "serve", "--db", database,
-                                "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+               POS_LEDGER_SERVER_KEY=base64.b64encode(SERVER_SEED).decode(), POS_LEDGER_DB=database)
+    if http == "granian":
+        command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--loop", "uvloop",
+                   "--workers", "1", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                   "api.main:create_app"]
+    else:
+        command = [sys.executable, "-m", "pos_ledger.cli", "serve", "--db", database, "--port", str(port)]
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     for _ in range(1200):
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
@@ -85,6 +91,16 @@ def start_server(database: str, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     process.kill()
     raise RuntimeError("server did not start")
+
+
+def server_pids(process: subprocess.Popen[bytes]) -> list[int]:
+    """The server process and its children (granian runs the app in a worker process)."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    try:
+        found = [int(pid) for pid in children.read_text().split()]
+    except OSError:
+        found = []
+    return [process.pid, *found]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -225,6 +241,7 @@ def audit(database: str, store_ids: list[str]) -> list[str]:
 @dataclass
 class Outcome:
     mode: str
+    http: str
     run: loadgen.Run
     ceiling: loadgen.Run | None
     events: int
@@ -232,15 +249,16 @@ class Outcome:
     postgres_cpu_s: float | None
 
 
-def measure(database: str, pg_name: str | None, mode: str, args: argparse.Namespace) -> tuple[Outcome, list[str]]:
+def measure(database: str, pg_name: str | None, mode: str, http: str,
+            args: argparse.Namespace) -> tuple[Outcome, list[str]]:
     ports = [free_port() for _ in range(args.servers)]
-    servers = [start_server(database, port) for port in ports]
+    servers = [start_server(database, port, http) for port in ports]
     try:
         targets = []
         terminals = args.terminals if mode == "batch" else args.single_terminals // args.servers
         for index, port in enumerate(ports):
             client = Client(f"http://127.0.0.1:{port}", ADMIN_TOKEN)
-            store_id = f"bench-{mode}-{index}"
+            store_id = f"bench-{mode}-{http}-{index}"
             client.open_store(store_id, f"Bench {index}", "CNY", "Asia/Shanghai")
             keys = []
             for number in range(terminals):
@@ -251,7 +269,7 @@ def measure(database: str, pg_name: str | None, mode: str, args: argparse.Namesp
             targets.append(Target(port, store_id, keys))
         total_terminals = terminals * args.servers
         per_terminal = (args.events if mode == "batch" else args.single_requests) // total_terminals
-        print(f"[{mode}] pre-signing {per_terminal * total_terminals:,} sales for {total_terminals} terminals "
+        print(f"[{mode}, {http}] pre-signing {per_terminal * total_terminals:,} sales for {total_terminals} terminals "
               f"on {args.servers} server(s) ...", flush=True)
         context = multiprocessing.get_context("fork")
         queue, go = context.Queue(), context.Event()
@@ -260,12 +278,13 @@ def measure(database: str, pg_name: str | None, mode: str, args: argparse.Namesp
         generator.start()
         assert queue.get() == "ready"
         backends = postgres_backends(pg_name) if pg_name else []
-        before = {pid: cpu_seconds(pid) for pid in [s.pid for s in servers] + backends}
+        pids = [pid for server in servers for pid in server_pids(server)]
+        before = {pid: cpu_seconds(pid) for pid in pids + backends}
         go.set()
         result = queue.get()
         generator.join()
         after_backends = postgres_backends(pg_name) if pg_name else []
-        server_cpu = sum(cpu_seconds(s.pid) - before[s.pid] for s in servers)
+        server_cpu = sum(cpu_seconds(pid) - before[pid] for pid in pids)
         postgres_cpu = (sum(cpu_seconds(pid) - before.get(pid, 0.0) for pid in set(backends) | set(after_backends))
                         if pg_name else None)
     finally:
@@ -277,13 +296,13 @@ def measure(database: str, pg_name: str | None, mode: str, args: argparse.Namesp
     if run.failures:
         raise SystemExit(f"[{mode}] {len(run.failures)} failed requests, first: {run.failures[0]}")
     audits = [] if args.no_audit else audit(database, [t.store_id for t in targets])
-    return Outcome(mode, run, result["ceiling"], run.accepted, server_cpu, postgres_cpu), audits
+    return Outcome(mode, http, run, result["ceiling"], run.accepted, server_cpu, postgres_cpu), audits
 
 
 def report(outcome: Outcome, baseline_rate: float, args: argparse.Namespace) -> None:
     run = outcome.run
     rate = outcome.events / run.elapsed_s
-    where = f"{args.database}, {args.servers} server process(es)"
+    where = f"{outcome.http}, {args.database}, {args.servers} server(s)"
     if outcome.mode == "batch":
         print(f"{'batch: signed batches over HTTP, verified, ' + where:70} {rate:>12,.0f} events/s")
         print(f"  ratio to the baseline: {rate / baseline_rate:.1f}x   (goal >= 12x and >= 50,000/s; floor 7x, 30,000/s)")
@@ -320,14 +339,17 @@ def main() -> None:
     parser.add_argument("--single-requests", type=int, default=10_000)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--servers", type=int, default=1, help="server processes on one database, one store each")
+    parser.add_argument("--http", choices=["uvicorn", "granian", "both"], default="uvicorn",
+                        help="HTTP server for the app; both = measure each in this run")
     parser.add_argument("--baseline-events", type=int, default=5_000)
     parser.add_argument("--no-audit", action="store_true", help="skip auditing the stores afterwards")
     args = parser.parse_args()
     modes = ["batch", "single"] if args.mode == "both" else [args.mode]
+    servers = ["uvicorn", "granian"] if args.http == "both" else [args.http]
 
     with tempfile.TemporaryDirectory() as directory:
         outcomes, audits = [], []
-        for mode in modes:
+        for mode, http in [(mode, http) for mode in modes for http in servers]:
             pg_name = None
             if args.database == "postgres":
                 import psycopg
@@ -337,9 +359,9 @@ def main() -> None:
                     connection.execute(f'CREATE DATABASE "{pg_name}"')
                 database = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + pg_name
             else:
-                database = str(Path(directory) / f"ledger-{mode}.sqlite3")
+                database = str(Path(directory) / f"ledger-{mode}-{http}.sqlite3")
             try:
-                outcome, lines = measure(database, pg_name, mode, args)
+                outcome, lines = measure(database, pg_name, mode, http, args)
                 outcomes.append(outcome)
                 audits += lines
             finally:
