@@ -6,15 +6,22 @@ store's lock; the next writer then takes them all at once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from pos_ledger import _core
+from pos_ledger.errors import TerminalNotFound
+from pos_ledger.ingest_queue import IngestQueue
 from pos_ledger.ledger import IngestResult, Ledger, SignedEvent
-from tests.conftest import SERVER_SEED
+from pos_ledger.simulate import Client, Terminal, TerminalKey
+from tests.conftest import ADMIN_TOKEN, SERVER_SEED, LiveServer
 
 TERMINALS = 4
 BATCHES = 3
@@ -170,3 +177,107 @@ def test_retried_batch_with_rejected_event_commits_the_others_once(database: str
         assert len(sales) == BATCH - 1
     finally:
         ledger.close()
+
+
+def test_ingest_group_answers_each_request_and_an_unknown_terminal_fails_only_its_own(database: str) -> None:
+    ledger = Ledger(database, SERVER_SEED)
+    try:
+        ledger.open_store("s", "S", "CNY", "UTC")
+        for index in range(2):
+            ledger.register_terminal("s", f"t{index}", _core.ed25519_public_key(seed_for(index)), "")
+        first, second = batch_for(0, 0), batch_for(1, 0)
+        tampered = [SignedEvent(e.body, bytes(64)) if i == 0 else e for i, e in enumerate(second)]
+        answers = ledger.ingest_group("s", [("t0", first), ("nobody", first), ("t1", tampered)])
+        assert isinstance(answers[1], TerminalNotFound)
+        ok_first, ok_second = answers[0], answers[2]
+        assert not isinstance(ok_first, BaseException) and not isinstance(ok_second, BaseException)
+        assert [r.status for r in ok_first[0]].count("accepted") == BATCH - 1
+        assert ok_second[0][0].reason == "bad_signature"  # one Rust call verified both batches
+        assert [r.status for r in ok_second[0]].count("accepted") == BATCH - 2
+        # Both batches were committed together: one head, the chain's.
+        assert ok_first[1] == ok_second[1] == ledger.chain("s")[0]
+        assert ledger.chain("s")[1] == 3 + (BATCH - 1) + (BATCH - 2)
+    finally:
+        ledger.close()
+
+
+def test_ingest_queue_commits_waiting_requests_together(database: str) -> None:
+    ledger = Ledger(database, SERVER_SEED)
+    calls: list[int] = []
+    group = ledger.ingest_group
+
+    def counted(store_id: str, requests: Any) -> Any:
+        calls.append(len(requests))
+        return group(store_id, requests)
+
+    ledger.ingest_group = counted  # type: ignore[method-assign]
+    try:
+        ledger.open_store("s", "S", "CNY", "UTC")
+        for index in range(TERMINALS):
+            ledger.register_terminal("s", f"t{index}", _core.ed25519_public_key(seed_for(index)), "")
+        singles = {index: [[event] for event in batch_for(index, 0)] for index in range(TERMINALS)}
+        queue = IngestQueue(ledger)
+
+        async def till(index: int) -> list[IngestResult]:
+            answers = []
+            for request in singles[index]:
+                results, _ = await queue.ingest("s", f"t{index}", request)
+                answers += results
+            return answers
+
+        async def all_tills() -> list[list[IngestResult]]:
+            return await asyncio.gather(*(till(i) for i in range(TERMINALS)))
+
+        try:
+            answers = asyncio.run(all_tills())
+        finally:
+            queue.close()
+        for results in answers:
+            assert [r.status for r in results] == [
+                "rejected" if offset == BAD_OFFSET else "accepted" for offset in range(BATCH)
+            ]
+        assert len(calls) < TERMINALS * BATCH and max(calls) > 1
+        entries = list(ledger.iter_entries("s"))
+        assert [e.position for e in entries] == list(range(1, len(entries) + 1))
+        assert len(entries) == 1 + TERMINALS + TERMINALS * (BATCH - 1)
+    finally:
+        ledger.close()
+
+
+def test_concurrent_single_event_requests_over_http(live_server: LiveServer) -> None:
+    client = Client(live_server.url, ADMIN_TOKEN)
+    client.open_store("s", "S", "CNY", "UTC")
+    terminals = [Terminal(TerminalKey.generate(f"t{i}"), seq=0) for i in range(8)]
+    for terminal in terminals:
+        client.register_terminal("s", terminal.key, "")
+    client.close()
+    sale_data = {"order_id": str(uuid.uuid4()), "currency": "CNY",
+                 "lines": [{"sku": "A", "name": "A", "qty": 1, "unit_price_minor": 100}],
+                 "discount_minor": 0, "total_minor": 100, "tenders": [{"method": "card", "amount_minor": 100}]}
+    positions: list[int] = []
+    failures: list[BaseException] = []
+
+    def till(terminal: Terminal) -> None:
+        try:
+            with httpx.Client(base_url=live_server.url, timeout=30) as http:
+                for _ in range(5):
+                    event = terminal.sign("sale.completed", dict(sale_data, order_id=str(uuid.uuid4())),
+                                          datetime.now(UTC))
+                    answer = http.post(f"/v1/stores/s/terminals/{terminal.key.terminal_id}/events",
+                                       json={"events": [event]})
+                    assert answer.status_code == 200, answer.text
+                    (result,) = answer.json()["results"]
+                    assert result["status"] == "accepted", result
+                    positions.append(result["position"])
+        except BaseException as error:  # surfaced in the main thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=till, args=(t,)) for t in terminals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    first = 1 + len(terminals) + 1
+    assert sorted(positions) == list(range(first, first + 40))
+    assert live_server.ledger.chain("s")[1] == first + 39
