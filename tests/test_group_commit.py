@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pos_ledger import _core
 from pos_ledger.errors import TerminalNotFound
@@ -281,3 +286,63 @@ def test_concurrent_single_event_requests_over_http(live_server: LiveServer) -> 
     first = 1 + len(terminals) + 1
     assert sorted(positions) == list(range(first, first + 40))
     assert live_server.ledger.chain("s")[1] == first + 39
+
+
+@st.composite
+def requests_and_groups(draw: st.DrawFn) -> tuple[list[tuple[int, list[SignedEvent]]], list[int]]:
+    """Requests of two tills (fresh events, retries of earlier ones, bad totals and bad signatures)
+    and a split of them into consecutive groups."""
+    pool: list[tuple[int, SignedEvent]] = []
+    seqs = [0, 0]
+    requests: list[tuple[int, list[SignedEvent]]] = []
+    for _ in range(draw(st.integers(1, 8))):
+        terminal = draw(st.integers(0, 1))
+        events: list[SignedEvent] = []
+        for _ in range(draw(st.integers(1, 5))):
+            kind = draw(st.sampled_from(["fresh", "fresh", "retry", "bad_total", "bad_sig", "old_seq"]))
+            earlier = [e for t, e in pool if t == terminal]
+            if kind == "retry" and earlier:
+                events.append(draw(st.sampled_from(earlier)))
+                continue
+            seqs[terminal] += 1
+            seq = seqs[terminal] - 3 if kind == "old_seq" else seqs[terminal]
+            body = sale(max(seq, 1), total_minor=99 if kind == "bad_total" else 100)
+            signature = bytes(64) if kind == "bad_sig" else _core.ed25519_sign(seed_for(terminal), body)
+            events.append(SignedEvent(body, signature))
+            pool.append((terminal, events[-1]))
+        requests.append((terminal, events))
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(requests)), max_size=len(requests)))))
+    return requests, cuts
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=requests_and_groups())
+def test_any_grouping_answers_and_writes_as_one_request_at_a_time(
+    case: tuple[list[tuple[int, list[SignedEvent]]], list[int]], tmp_path: Path
+) -> None:
+    requests, cuts = case
+    base = tmp_path / f"base-{uuid.uuid4().hex}.sqlite3"
+    with closing(Ledger(str(base), SERVER_SEED)) as ledger:
+        ledger.open_store("s", "S", "CNY", "UTC")
+        for index in range(2):
+            ledger.register_terminal("s", f"t{index}", _core.ed25519_public_key(seed_for(index)), "")
+    alone_path, grouped_path = base.with_suffix(".alone"), base.with_suffix(".grouped")
+    shutil.copy(base, alone_path)
+    shutil.copy(base, grouped_path)
+    with closing(Ledger(str(alone_path), SERVER_SEED)) as alone, \
+            closing(Ledger(str(grouped_path), SERVER_SEED)) as grouped:
+        expected = [alone.ingest("s", f"t{t}", events)[0] for t, events in requests]
+        answers: list[list[IngestResult]] = []
+        for start, end in zip([0, *cuts], [*cuts, len(requests)], strict=True):
+            if start == end:
+                continue
+            group = grouped.ingest_group("s", [(f"t{t}", events) for t, events in requests[start:end]])
+            for answer in group:
+                assert not isinstance(answer, BaseException)
+                answers.append(answer[0])
+        assert answers == expected
+        assert grouped.chain("s") == alone.chain("s")
+        assert grouped.balances("s") == alone.balances("s")
+        assert [(e.position, e.body, e.hash) for e in grouped.iter_entries("s")] == [
+            (e.position, e.body, e.hash) for e in alone.iter_entries("s")
+        ]
