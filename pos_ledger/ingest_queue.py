@@ -37,13 +37,17 @@ class _Request:
     answer: asyncio.Future[tuple[list[IngestResult], bytes]]
 
 
+#: Queues are per event loop and store: a future is only ever completed on its own loop.
+_Key = tuple[asyncio.AbstractEventLoop, str]
+
+
 class IngestQueue:
-    """Per-store queues of ingest requests in front of one `Ledger` (one per event loop)."""
+    """Per-store queues of ingest requests in front of one `Ledger`."""
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        self._waiting: dict[str, list[_Request]] = {}
-        self._in_flight: dict[str, int] = {}
+        self._waiting: dict[_Key, list[_Request]] = {}
+        self._in_flight: dict[_Key, int] = {}
         self._executor = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="ingest")
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -51,22 +55,24 @@ class IngestQueue:
         self, store_id: str, terminal_id: str, events: Sequence[SignedEvent]
     ) -> tuple[list[IngestResult], bytes]:
         """The same answer as `Ledger.ingest`, committed together with the requests around it."""
-        waiting = self._waiting.setdefault(store_id, [])
+        loop = asyncio.get_running_loop()
+        key = (loop, store_id)
+        waiting = self._waiting.setdefault(key, [])
         if len(waiting) >= QUEUE_REQUESTS_MAX:
             raise ConcurrentWriteRetriesExhausted(
                 f"{QUEUE_REQUESTS_MAX} requests are already waiting for store {store_id!r}; retry"
             )
-        request = _Request(terminal_id, events, asyncio.get_running_loop().create_future())
+        request = _Request(terminal_id, events, loop.create_future())
         waiting.append(request)
-        if self._in_flight.get(store_id, 0) < IN_FLIGHT_PER_STORE:
-            self._in_flight[store_id] = self._in_flight.get(store_id, 0) + 1
-            task = asyncio.create_task(self._drain(store_id))
+        if self._in_flight.get(key, 0) < IN_FLIGHT_PER_STORE:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            task = asyncio.create_task(self._drain(key))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return await request.answer
 
-    def _take(self, store_id: str) -> list[_Request]:
-        waiting = self._waiting.get(store_id, [])
+    def _take(self, key: _Key) -> list[_Request]:
+        waiting = self._waiting.get(key, [])
         group: list[_Request] = []
         events = 0
         while waiting and (not group or events + len(waiting[0].events) <= GROUP_EVENTS_MAX):
@@ -74,10 +80,10 @@ class IngestQueue:
             events += len(group[-1].events)
         return group
 
-    async def _drain(self, store_id: str) -> None:
-        loop = asyncio.get_running_loop()
+    async def _drain(self, key: _Key) -> None:
+        loop, store_id = key
         try:
-            while group := self._take(store_id):
+            while group := self._take(key):
                 requests = [(r.terminal_id, r.events) for r in group]
                 try:
                     answers = await loop.run_in_executor(
@@ -98,7 +104,11 @@ class IngestQueue:
                     else:
                         request.answer.set_result(answer)
         finally:
-            self._in_flight[store_id] -= 1
+            self._in_flight[key] -= 1
+            if not self._in_flight[key] and not self._waiting.get(key):
+                # Forget the loop's queue once idle (a test client may use a loop per request).
+                self._in_flight.pop(key, None)
+                self._waiting.pop(key, None)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)

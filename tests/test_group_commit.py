@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pos_ledger import _core
-from pos_ledger.errors import TerminalNotFound
+from pos_ledger import _core, ingest_queue
+from pos_ledger.errors import ConcurrentWriteRetriesExhausted, TerminalNotFound
 from pos_ledger.ingest_queue import IngestQueue
 from pos_ledger.ledger import IngestResult, Ledger, SignedEvent
 from pos_ledger.simulate import Client, Terminal, TerminalKey
@@ -346,3 +347,26 @@ def test_any_grouping_answers_and_writes_as_one_request_at_a_time(
         assert [(e.position, e.body, e.hash) for e in grouped.iter_entries("s")] == [
             (e.position, e.body, e.hash) for e in alone.iter_entries("s")
         ]
+
+
+def test_ingest_queue_refuses_beyond_its_limit_and_commits_the_rest(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_queue, "QUEUE_REQUESTS_MAX", 2)
+    ledger.open_store("s", "S", "CNY", "UTC")
+    ledger.register_terminal("s", "t0", _core.ed25519_public_key(seed_for(0)), "")
+    singles = [[event] for event in batch_for(0, 0)][:4]
+    queue = IngestQueue(ledger)
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(*(queue.ingest("s", "t0", s) for s in singles), return_exceptions=True)
+
+    try:
+        answers = asyncio.run(burst())
+    finally:
+        queue.close()
+    refused = [a for a in answers if isinstance(a, ConcurrentWriteRetriesExhausted)]
+    accepted = [a for a in answers if not isinstance(a, BaseException)]
+    assert len(refused) == 2 and len(accepted) == 2
+    assert all(results[0].status == "accepted" for results, _ in accepted)
+    assert ledger.chain("s")[1] == 2 + 2
