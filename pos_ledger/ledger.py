@@ -341,7 +341,8 @@ class Ledger(Application[UUID]):
             # Another writer may have committed ours already; a group holds at most
             # GROUP_EVENTS_MAX events, so commit until all of ours are in.
             while not all(batch.done for batch in waiting):
-                self._commit_waiting(store_id)
+                if not self._commit_waiting(store_id):
+                    raise AssertionError("a batch waiting for its commit left the queue unanswered")
         for index, batch in enumerate(batches):
             if batch is None:
                 continue
@@ -364,8 +365,10 @@ class Ledger(Application[UUID]):
             raise TerminalNotFound(f"no terminal {terminal_id!r} in store {store_id!r}")
         return terminal.public_key
 
-    def _commit_waiting(self, store_id: str) -> None:
-        """Group commit, under the store's lock: every waiting batch (up to a limit) at once."""
+    def _commit_waiting(self, store_id: str) -> int:
+        """Group commit, under the store's lock: every waiting batch (up to a limit) at once.
+
+        Returns how many batches it answered (each is done, with its results or its error)."""
         with self._locks_guard:
             waiting = self._waiting.get(store_id, [])
             group: list[_Batch] = []
@@ -394,6 +397,7 @@ class Ledger(Application[UUID]):
         finally:
             for batch in group:
                 batch.done = True
+        return len(group)
 
     def _prepare(
         self,
