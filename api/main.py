@@ -12,6 +12,7 @@ from api import auth, errors
 from api.idempotency import IdempotencyMiddleware
 from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
+from pos_ledger.ingest_queue import IngestQueue
 from pos_ledger.ledger import Ledger
 from pos_ledger.payments.drawer import Shifts
 from pos_ledger.payments.provider import PaymentProvider
@@ -31,11 +32,13 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.ingest_queue.close()
         ledger.close()
 
     app = FastAPI(title="pos-ledger", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.ledger = ledger
+    app.state.ingest_queue = IngestQueue(ledger)
     app.state.payments = Payments(ledger, provider, public_url)
     app.state.shifts = Shifts(ledger)
     #: Who is calling, tried in order (api/auth.py): each credential kind is one entry.
@@ -53,7 +56,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(shifts.router)
 
     @app.get("/healthz", tags=["meta"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app

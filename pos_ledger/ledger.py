@@ -37,6 +37,7 @@ from pos_ledger.errors import (
     ConcurrentWriteRetriesExhausted,
     EventRefused,
     InvalidInput,
+    PosLedgerError,
     StoreNotFound,
     TerminalNotFound,
     WeakPublicKey,
@@ -59,6 +60,8 @@ from pos_ledger.storage import BalanceDelta, IndexedEntry, IndexRow, LedgerIndex
 
 SEGMENT_EVENTS_MAX: Final = 10_000
 BATCH_EVENTS_MAX: Final = 1_000
+#: Events one group commit takes from the batches waiting for a store (one transaction).
+GROUP_EVENTS_MAX: Final = 8_000
 BATCH_BYTES_MAX: Final = 1 << 20
 READ_EVENTS_MAX: Final = 1_000
 #: Attempts at appending when another writer keeps taking the chain tip first.
@@ -152,6 +155,34 @@ class _Candidate:
     rejection: EventRejected | None = None
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One request's events waiting for its store's writer (group commit).
+
+    The writer is whichever request takes the store's lock first: it takes every batch
+    waiting for that store, decides them in one loop, commits them in one transaction and
+    fills in each batch's answers; the others find their batch done when they get the lock.
+    """
+
+    terminal_id: str
+    public_key: bytes
+    candidates: list[_Candidate]
+    results: list[IngestResult | None]
+    done: bool = False
+    error: BaseException | None = None
+    head: bytes = b""
+
+
+@dataclass(slots=True)
+class _Accepted:
+    """An accepted entry of the group being written; its chain hash comes after deciding."""
+
+    candidate: _Candidate
+    terminal_id: str
+    meta: EntryMeta
+    postings: list[Posting]
+
+
 class _ReactionRefused(Exception):
     """An accepted event's follow-up server event was refused: the event must be refused too."""
 
@@ -200,6 +231,8 @@ class Ledger(Application[UUID]):
         #: Re-entrant: a command holding its store's lock may read the store again.
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        #: Batches verified and waiting for their store's writer (guarded by `_locks_guard`).
+        self._waiting: dict[str, list[_Batch]] = {}
 
     @property
     def index(self) -> LedgerIndex:
@@ -260,38 +293,120 @@ class Ledger(Application[UUID]):
         self, store_id: str, terminal_id: str, events: Sequence[SignedEvent]
     ) -> tuple[list[IngestResult], bytes]:
         """Verify, decide and append a terminal's batch; one result per event, in order."""
+        answer = self.ingest_group(store_id, [(terminal_id, events)])[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def ingest_group(
+        self, store_id: str, requests: Sequence[tuple[str, Sequence[SignedEvent]]]
+    ) -> list[tuple[list[IngestResult], bytes] | PosLedgerError]:
+        """Several terminals' batches for one store at once (an HTTP server's group commit).
+
+        Every signature of every batch is verified in one Rust call, then the batches join the
+        store's group commit. One answer per request, in order: its results and the chain head
+        after its commit, or the error that refused the whole request (unknown terminal, too
+        large); an error of the store itself (the database) is raised.
+        """
+        answers: list[tuple[list[IngestResult], bytes] | PosLedgerError] = []
+        keys: list[bytes | None] = []
+        for terminal_id, events in requests:
+            try:
+                keys.append(self._terminal_key(store_id, terminal_id, events))
+            except (BatchTooLarge, TerminalNotFound, StoreNotFound) as error:
+                keys.append(None)
+                answers.append(error)
+                continue
+            answers.append(([], b""))
+        # The keys are read without waiting for a batch in flight, so these signatures are
+        # verified (both cores, GIL released) while the previous group commits; each key is
+        # checked against the committed state under the lock before anything is decided.
+        signed = [(key, event) for key, (_, events) in zip(keys, requests, strict=True)
+                  if key is not None for event in events]
+        valid = iter(_core.ed25519_verify_batch(
+            [key for key, _ in signed], [e.body for _, e in signed], [e.sig for _, e in signed]
+        ))
+        batches: list[_Batch | None] = []
+        for key, (terminal_id, events) in zip(keys, requests, strict=True):
+            if key is None:
+                batches.append(None)
+                continue
+            results: list[IngestResult | None] = [None] * len(events)
+            candidates = self._prepare(terminal_id, events, [next(valid) for _ in events], results)
+            batches.append(_Batch(terminal_id, key, candidates, results))
+        waiting = [batch for batch in batches if batch is not None]
+        with self._locks_guard:
+            self._waiting.setdefault(store_id, []).extend(waiting)
+        with self._lock(store_id):
+            # Another writer may have committed ours already; a group holds at most
+            # GROUP_EVENTS_MAX events, so commit until all of ours are in.
+            while not all(batch.done for batch in waiting):
+                if not self._commit_waiting(store_id):
+                    raise AssertionError("a batch waiting for its commit left the queue unanswered")
+        for index, batch in enumerate(batches):
+            if batch is None:
+                continue
+            if isinstance(batch.error, PosLedgerError):
+                answers[index] = batch.error
+            elif batch.error is not None:
+                raise batch.error
+            else:
+                answers[index] = ([r for r in batch.results if r is not None], batch.head)
+        return answers
+
+    def _terminal_key(self, store_id: str, terminal_id: str, events: Sequence[SignedEvent]) -> bytes:
         if len(events) > BATCH_EVENTS_MAX:
             raise BatchTooLarge(f"at most {BATCH_EVENTS_MAX} events per request, got {len(events)}")
-        # The key is read without waiting for a batch in flight, so this batch's signatures are
-        # verified (both cores, GIL released) while the previous one commits; it is checked
-        # against the committed state under the lock before anything is decided.
         cached = self._states.get(store_id)
         terminal = cached.terminals.get(terminal_id) if cached is not None else None
         if terminal is None:
             terminal = self.store(store_id).terminals.get(terminal_id)
         if terminal is None:
             raise TerminalNotFound(f"no terminal {terminal_id!r} in store {store_id!r}")
-        results: list[IngestResult | None] = [None] * len(events)
-        candidates = self._prepare(terminal.public_key, terminal_id, events, results)
-        with self._lock(store_id):
-            committed = self._state(store_id).terminals.get(terminal_id)
-            if committed is None or committed.public_key != terminal.public_key:
-                raise TerminalNotFound(f"no terminal {terminal_id!r} in store {store_id!r}")
-            self._append_with_retries(store_id, terminal_id, candidates, results)
+        return terminal.public_key
+
+    def _commit_waiting(self, store_id: str) -> int:
+        """Group commit, under the store's lock: every waiting batch (up to a limit) at once.
+
+        Returns how many batches it answered (each is done, with its results or its error)."""
+        with self._locks_guard:
+            waiting = self._waiting.get(store_id, [])
+            group: list[_Batch] = []
+            events = 0
+            while waiting and (not group or events + len(waiting[0].candidates) <= GROUP_EVENTS_MAX):
+                group.append(waiting.pop(0))
+                events += len(group[-1].candidates)
+        try:
+            state = self._state(store_id)
+            live = []
+            for batch in group:
+                # The key was read before the lock: check it against the committed state.
+                committed = state.terminals.get(batch.terminal_id)
+                if committed is None or committed.public_key != batch.public_key:
+                    batch.error = TerminalNotFound(f"no terminal {batch.terminal_id!r} in store {store_id!r}")
+                else:
+                    live.append(batch)
+            self._append_with_retries(store_id, live)
             head = self._state(store_id).head
-        return [r for r in results if r is not None], head
+            for batch in live:
+                batch.head = head
+        except BaseException as error:
+            for batch in group:
+                if batch.error is None:
+                    batch.error = error
+        finally:
+            for batch in group:
+                batch.done = True
+        return len(group)
 
     def _prepare(
         self,
-        public_key: bytes,
         terminal_id: str,
         events: Sequence[SignedEvent],
+        valid: Sequence[bool],
         results: list[IngestResult | None],
     ) -> list[_Candidate]:
-        """Stateless checks outside the lock: signatures (one Rust batch call) and schemas."""
-        valid = _core.ed25519_verify_batch(
-            [public_key] * len(events), [e.body for e in events], [e.sig for e in events]
-        )
+        """Stateless checks outside the lock, the signatures already verified: schemas."""
         candidates = []
         for index, (event, ok) in enumerate(zip(events, valid, strict=True)):
             try:
@@ -311,17 +426,11 @@ class Ledger(Application[UUID]):
             candidates.append(candidate)
         return candidates
 
-    def _append_with_retries(
-        self,
-        store_id: str,
-        terminal_id: str,
-        candidates: list[_Candidate],
-        results: list[IngestResult | None],
-    ) -> None:
+    def _append_with_retries(self, store_id: str, batches: list[_Batch]) -> None:
         attempts = 0
         while attempts < APPEND_ATTEMPTS_MAX:
             try:
-                self._decide_and_save(store_id, terminal_id, candidates, results)
+                self._decide_and_save(store_id, batches)
                 return
             except IntegrityError:
                 # Another process took the tip (or the same id) first: reload and decide again.
@@ -339,45 +448,47 @@ class Ledger(Application[UUID]):
             f"store {store_id!r} is being written by others too fast; retry the same request"
         )
 
-    def _decide_and_save(
-        self,
-        store_id: str,
-        terminal_id: str,
-        candidates: list[_Candidate],
-        results: list[IngestResult | None],
-        all_or_nothing: bool = False,
-    ) -> None:
+    def _decide_and_save(self, store_id: str, batches: list[_Batch], all_or_nothing: bool = False) -> None:
+        """Decide every batch in order against the store's state, then write them in one transaction."""
         state = self._state(store_id)
-        indexed = self.index.select_indexed(store_id, [c.event_id for c in candidates])
-        revoked = state.terminals[terminal_id].revoked if terminal_id in state.terminals else False
-        appended: list[StoredEvent] = []
-        rows: list[IndexRow] = []
+        indexed = self.index.select_indexed(
+            store_id, [c.event_id for batch in batches for c in batch.candidates]
+        )
+        head_before = state.head
+        accepted: list[_Accepted] = []
         deltas: dict[tuple[str, str], list[int]] = {}
-        for candidate in candidates:
-            event_id = candidate.event_id
-            earlier = indexed.get(event_id)
-            if earlier is not None:
-                same = earlier.body_sha256 == candidate.digest and earlier.terminal_id == terminal_id
-                results[candidate.index] = (
-                    IngestResult(event_id, "duplicate", None, earlier.position)
-                    if same
-                    else IngestResult(event_id, "rejected", "id_reused")
-                )
-                continue
-            try:
-                postings = self._decide(state, terminal_id, candidate, revoked)
-            except EventRejected as rejected:
-                candidate.rejection = rejected
-                results[candidate.index] = IngestResult(event_id, "rejected", rejected.reason)
-                continue
-            position = self._accept(state, terminal_id, candidate, postings, appended, rows, deltas)
-            indexed[event_id] = IndexedEntry(position, terminal_id, candidate.digest)
-            results[candidate.index] = IngestResult(event_id, "accepted", None, position)
-        if all_or_nothing and any(r is not None and r.status != "accepted" for r in results):
+        for batch in batches:
+            terminal_id, results = batch.terminal_id, batch.results
+            terminal = state.terminals.get(terminal_id)
+            revoked = terminal.revoked if terminal is not None else False
+            for candidate in batch.candidates:
+                event_id = candidate.event_id
+                earlier = indexed.get(event_id)
+                if earlier is not None:
+                    same = earlier.body_sha256 == candidate.digest and earlier.terminal_id == terminal_id
+                    results[candidate.index] = (
+                        IngestResult(event_id, "duplicate", None, earlier.position)
+                        if same
+                        else IngestResult(event_id, "rejected", "id_reused")
+                    )
+                    continue
+                try:
+                    postings = self._decide(state, terminal_id, candidate, revoked)
+                except EventRejected as rejected:
+                    candidate.rejection = rejected
+                    results[candidate.index] = IngestResult(event_id, "rejected", rejected.reason)
+                    continue
+                position = self._accept(state, terminal_id, candidate, postings, accepted, deltas)
+                indexed[event_id] = IndexedEntry(position, terminal_id, candidate.digest)
+                results[candidate.index] = IngestResult(event_id, "accepted", None, position)
+        if all_or_nothing and any(
+            r is not None and r.status != "accepted" for batch in batches for r in batch.results
+        ):
             # A server command is one decision: write none of it (the state took the others: drop it).
             self._states.pop(store_id, None)
             return
-        if appended:
+        if accepted:
+            appended, rows = self._entries(state, head_before, accepted)
             balance_deltas = [
                 BalanceDelta(store_id, account, currency_code, debit, credit)
                 for (account, currency_code), (debit, credit) in deltas.items()
@@ -392,16 +503,17 @@ class Ledger(Application[UUID]):
         terminal_id: str,
         candidate: _Candidate,
         postings: list[Posting],
-        appended: list[StoredEvent],
-        rows: list[IndexRow],
+        accepted: list[_Accepted],
         deltas: dict[tuple[str, str], list[int]],
     ) -> int:
-        """Append an accepted event, then the server events its type reacts with."""
+        """Apply an accepted event to the state, then the server events its type reacts with."""
         assert candidate.event_type is not None
-        stored, meta = self._apply(state, terminal_id, candidate, postings)
-        appended.append(stored)
-        rows.append(IndexRow(state.store_id, meta.position, candidate.event_id, terminal_id,
-                             meta.seq, candidate.body.type, candidate.digest))
+        body = candidate.body
+        meta = EntryMeta(state.position + 1, terminal_id, body.id, body.seq, body.at)
+        # The chain hashes of the whole group are computed in one call once it is decided (no rule
+        # reads the head mid-batch); until then the state keeps the head before the group.
+        state.apply(candidate.event_type, candidate.data, meta, state.head)
+        accepted.append(_Accepted(candidate, terminal_id, meta, postings))
         for account, currency_code, amount in postings:
             sums = deltas.setdefault((account, currency_code), [0, 0])
             sums[0 if amount > 0 else 1] += abs(amount)
@@ -413,15 +525,20 @@ class Ledger(Application[UUID]):
                 # The event cannot have its consequences (a member's records are full, say):
                 # refuse the event itself, with the reason, rather than write half of it.
                 raise _ReactionRefused(candidate, rejected) from None
-            self._accept(state, SERVER_TERMINAL_ID, follow, follow_postings, appended, rows, deltas)
+            self._accept(state, SERVER_TERMINAL_ID, follow, follow_postings, accepted, deltas)
         return meta.position
 
-    def _server_candidate(self, state: StoreState, event_type: str, data: dict[str, Any]) -> _Candidate:
-        signed = self._sign(state, 0, event_type, data)
-        body = decode_body(signed.body)
+    def _server_candidate(
+        self, state: StoreState, event_type: str, data: dict[str, Any], offset: int = 0
+    ) -> _Candidate:
+        """A server event built from its typed parts and signed once (never verified or re-parsed)."""
+        body, signed = self._sign(state, offset, event_type, data)
         candidate = _Candidate(-1, body, str(body.id), signed.body, signed.sig,
                                hashlib.sha256(signed.body).digest())
-        candidate.event_type, candidate.data = decode_data(body, SERVER_TERMINAL_ID)
+        try:
+            candidate.event_type, candidate.data = decode_data(body, SERVER_TERMINAL_ID)
+        except EventRejected as rejected:
+            candidate.rejection = rejected
         return candidate
 
     def _announce(self, state: StoreState) -> None:
@@ -446,46 +563,58 @@ class Ledger(Application[UUID]):
         check_balanced(postings)
         return postings
 
-    def _apply(
-        self, state: StoreState, terminal_id: str, candidate: _Candidate, postings: list[Posting]
-    ) -> tuple[StoredEvent, EntryMeta]:
-        assert candidate.event_type is not None
-        position = state.position + 1
-        entry_hash = chain_hash(state.head, candidate.raw, candidate.sig)
-        meta = EntryMeta(position, terminal_id, candidate.body.id, candidate.body.seq, candidate.body.at)
-        state.apply(candidate.event_type, candidate.data, meta, entry_hash)
-        entry = _EntryState(
-            timestamp={"_type_": "datetime_iso", "_data_": datetime.now(UTC).isoformat()},
-            store_id=state.store_id,
-            position=position,
-            terminal_id=terminal_id,
-            event_id=candidate.event_id,
-            seq=candidate.body.seq,
-            type=candidate.body.type,
-            body=candidate.raw.decode(),
-            sig=candidate.sig.hex(),
-            hash=entry_hash.hex(),
-            postings=encode_postings(postings),
+    def _entries(
+        self, state: StoreState, head_before: bytes, accepted: list[_Accepted]
+    ) -> tuple[list[StoredEvent], list[IndexRow]]:
+        """The stored events and index rows of a decided group: the chain in one Rust call."""
+        hashes = _core.chain_extend(
+            head_before, [a.candidate.raw for a in accepted], [a.candidate.sig for a in accepted]
         )
-        stored = StoredEvent(
-            originator_id=segment_id(state.store_id, position),
-            originator_version=segment_version(position),
-            topic=_ENTRY_TOPIC,
-            state=_STATE_ENCODER.encode(entry),
-        )
-        return stored, meta
+        state.head = hashes[-1]
+        timestamp = {"_type_": "datetime_iso", "_data_": datetime.now(UTC).isoformat()}
+        store_id = state.store_id
+        appended: list[StoredEvent] = []
+        rows: list[IndexRow] = []
+        for entry, entry_hash in zip(accepted, hashes, strict=True):
+            candidate, meta = entry.candidate, entry.meta
+            position = meta.position
+            state_json = _STATE_ENCODER.encode(_EntryState(
+                timestamp=timestamp,
+                store_id=store_id,
+                position=position,
+                terminal_id=entry.terminal_id,
+                event_id=candidate.event_id,
+                seq=meta.seq,
+                type=candidate.body.type,
+                body=candidate.raw.decode(),
+                sig=candidate.sig.hex(),
+                hash=entry_hash.hex(),
+                postings=encode_postings(entry.postings),
+            ))
+            appended.append(StoredEvent(
+                originator_id=segment_id(store_id, position),
+                originator_version=segment_version(position),
+                topic=_ENTRY_TOPIC,
+                state=state_json,
+            ))
+            rows.append(IndexRow(store_id, position, candidate.event_id, entry.terminal_id,
+                                 meta.seq, candidate.body.type, candidate.digest))
+        return appended, rows
 
     def _append_server_locked(
         self, store_id: str, events: Sequence[tuple[str, dict[str, Any]]]
     ) -> list[IngestResult]:
         for _ in range(APPEND_ATTEMPTS_MAX):
             state = self._state(store_id)
-            signed = [self._sign(state, i, event_type, data) for i, (event_type, data) in enumerate(events)]
-            results: list[IngestResult | None] = [None] * len(signed)
-            candidates = self._prepare(self.server_public_key, SERVER_TERMINAL_ID, signed, results)
+            results: list[IngestResult | None] = [None] * len(events)
+            candidates = []
+            for index, (event_type, data) in enumerate(events):
+                candidate = self._server_candidate(state, event_type, data, offset=index)
+                candidate.index = index
+                candidates.append(candidate)
+            batch = _Batch(SERVER_TERMINAL_ID, self.server_public_key, candidates, results)
             try:
-                self._decide_and_save(store_id, SERVER_TERMINAL_ID, candidates, results,
-                                      all_or_nothing=True)
+                self._decide_and_save(store_id, [batch], all_or_nothing=True)
             except IntegrityError:
                 self._states.pop(store_id, None)
                 continue
@@ -507,17 +636,19 @@ class Ledger(Application[UUID]):
                 raise EventRefused(result.reason or "rejected", detail)
         return final
 
-    def _sign(self, state: StoreState, offset: int, event_type: str, data: dict[str, Any]) -> SignedEvent:
-        body = _ENCODER.encode(
-            {
-                "id": str(uuid4()),
-                "seq": state.next_seq(SERVER_TERMINAL_ID) + offset,
-                "type": event_type,
-                "at": datetime.now(UTC).isoformat(),
-                "data": data,
-            }
+    def _sign(
+        self, state: StoreState, offset: int, event_type: str, data: dict[str, Any]
+    ) -> tuple[EventBody, SignedEvent]:
+        """The server event's body as typed value and as the exact bytes signed, signed once."""
+        event_id = uuid4()
+        seq = state.next_seq(SERVER_TERMINAL_ID) + offset
+        at = datetime.now(UTC)
+        data_json = msgspec.Raw(_ENCODER.encode(data))
+        raw = _ENCODER.encode(
+            {"id": str(event_id), "seq": seq, "type": event_type, "at": at.isoformat(), "data": data_json}
         )
-        return SignedEvent(body, _core.ed25519_sign(self.server_seed, body))
+        body = EventBody(id=event_id, seq=seq, type=event_type, at=at, data=data_json)
+        return body, SignedEvent(raw, _core.ed25519_sign(self.server_seed, raw))
 
     # ---- state ----
 

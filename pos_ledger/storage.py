@@ -24,7 +24,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from pos_ledger.errors import InvalidInput
 
@@ -95,6 +95,18 @@ _UPSERT_BALANCE = (
     "debit_minor = ledger_balances.debit_minor + excluded.debit_minor, "
     "credit_minor = ledger_balances.credit_minor + excluded.credit_minor"
 )
+_INSERT_ENTRIES_UNNEST = (
+    "INSERT INTO ledger_entries SELECT * FROM unnest("
+    "%b::text[], %b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::text[], %b::bytea[])"
+)
+#: Arrays go in binary (`%b`): psycopg then escapes nothing, row by row, in Python.
+#: The deltas of one transaction have distinct keys, so one upsert statement may take them all.
+_UPSERT_BALANCES_UNNEST = (
+    "INSERT INTO ledger_balances SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], "
+    "%b::bigint[]) ON CONFLICT (store_id, account, currency) DO UPDATE SET "
+    "debit_minor = ledger_balances.debit_minor + excluded.debit_minor, "
+    "credit_minor = ledger_balances.credit_minor + excluded.credit_minor"
+)
 _SELECT_LAST_POSITION = "SELECT MAX(position) FROM ledger_entries WHERE store_id = {p}"
 _SELECT_STORE_IDS = "SELECT DISTINCT store_id FROM ledger_entries ORDER BY store_id"
 _SELECT_BALANCES = (
@@ -123,6 +135,11 @@ def _entry_params(rows: Sequence[IndexRow]) -> list[tuple[Any, ...]]:
         (r.store_id, r.position, r.event_id, r.terminal_id, r.seq, r.event_type, r.body_sha256)
         for r in rows
     ]
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as columns, for `unnest` of one array per column."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 def _balance_params(deltas: Sequence[BalanceDelta]) -> list[tuple[Any, ...]]:
@@ -200,13 +217,36 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             self.sql_create_statements.append(SQL(statement).format())
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        # Runs inside the same transaction (and pipeline) as the stored events insert.
+        # Runs inside the same transaction (and pipeline) as the stored events insert: one
+        # statement per table with a column of values each (unnest), not a statement per row.
         rows: Sequence[IndexRow] = kwargs.get("ledger_rows", ())
         deltas: Sequence[BalanceDelta] = kwargs.get("balance_deltas", ())
         if rows:
-            curs.executemany(_INSERT_ENTRY.format(p="%s"), _entry_params(rows))
+            curs.execute(SQL(_INSERT_ENTRIES_UNNEST).format(), _columns(_entry_params(rows), 7))
         if deltas:
-            curs.executemany(_UPSERT_BALANCE.format(p="%s"), _balance_params(deltas))
+            curs.execute(SQL(_UPSERT_BALANCES_UNNEST).format(), _columns(_balance_params(deltas), 5))
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        # The library's statement sends a composite-typed array that psycopg quotes row by row in
+        # Python; four plain arrays carry the same rows for a fraction of the cost. The table lock
+        # and the notification are the library's own (insert order = commit order).
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(self._insert_columns_statement, (
+            [s.originator_id for s in stored_events],
+            [s.originator_version for s in stored_events],
+            [s.topic for s in stored_events],
+            [s.state for s in stored_events],
+        ))
+
+    @property
+    def _insert_columns_statement(self) -> Any:
+        return SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
+                 id_type=SQL(self.datastore.originator_id_type))
 
     def _query(self, statement: str, params: Sequence[Any]) -> list[Any]:
         with self.datastore.transaction(commit=False) as curs:

@@ -9,7 +9,6 @@ from typing import Annotated, Final
 import msgspec
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import EVENTS_READ, Principal, allow
 from api.deps import LedgerDep
@@ -77,7 +76,7 @@ def _signed(item: _Item) -> SignedEvent:
 
 
 @router.post("/{store_id}/terminals/{terminal_id}/events")
-async def ingest(store_id: StoreId, terminal_id: TerminalId, request: Request, ledger: LedgerDep) -> Response:
+async def ingest(store_id: StoreId, terminal_id: TerminalId, request: Request) -> Response:
     raw = await _read_limited(request)
     try:
         batch = _BATCH_DECODER.decode(raw)
@@ -86,7 +85,8 @@ async def ingest(store_id: StoreId, terminal_id: TerminalId, request: Request, l
     if len(batch.events) > BATCH_EVENTS_MAX:
         raise BatchTooLarge(f"at most {BATCH_EVENTS_MAX} events per request, got {len(batch.events)}")
     events = [_signed(item) for item in batch.events]
-    results, head = await run_in_threadpool(ledger.ingest, store_id, terminal_id, events)
+    # Group commit: requests for the store wait on the event loop and are written together.
+    results, head = await request.app.state.ingest_queue.ingest(store_id, terminal_id, events)
     answer = _Answer([_Result(r.id, r.status, r.reason, r.position) for r in results], head.hex())
     return Response(_ENCODER.encode(answer), media_type="application/json")
 

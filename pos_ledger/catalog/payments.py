@@ -286,6 +286,8 @@ def check_sale(sale: SaleCompleted, state: StoreState) -> None:
 
 
 def react_sale(sale: SaleCompleted, state: StoreState, meta: EntryMeta) -> list[tuple[str, dict[str, Any]]]:
+    if all(t.payment_id is None for t in sale.tenders):
+        return []  # the common sale: nothing to apply (and no gross to sum again)
     gross = lines_total(sale.lines)
     return [("payment.applied", {"payment_id": t.payment_id, "order_id": str(sale.order_id),
                                  "sale_gross_minor": gross, "sale_discount_minor": sale.discount_minor,
