@@ -33,7 +33,7 @@ import msgspec
 
 from pos_ledger import _core
 from pos_ledger.anchors import Checkpoint
-from pos_ledger.errors import InvalidInput
+from pos_ledger.errors import InvalidInput, StoreNotFound
 from pos_ledger.events import (
     SERVER_TERMINAL_ID,
     EntryMeta,
@@ -121,13 +121,17 @@ class _Auditor:
         terminal = entry.terminal_id
         last = self.last_seq.get(terminal)
         if terminal == SERVER_TERMINAL_ID and last is not None and seq != last + 1:
-            self.report.fail_at(entry.position, f"server_seq_gap: seq {seq} follows {last} (an event was "
-                                                "removed, inserted or moved)")
+            # The log matches up to the server's previous event; the change is after it, at or before here.
+            since = self.last_position[terminal] + 1
+            self.report.fail_at(since, f"server_seq_gap: the server's seq {seq} at position {entry.position} "
+                                       f"follows {last}: an event between positions {since} and "
+                                       f"{entry.position} was removed, inserted or moved")
             return False
         if terminal != SERVER_TERMINAL_ID and last is not None and seq <= last:
-            self.report.fail_at(self.last_position[terminal],
-                                f"seq_not_increasing: terminal {terminal!r} seq {seq} at position "
-                                f"{entry.position} follows {last} (events were reordered)")
+            # The same seq again is a copy put in here; a smaller one, an event moved down past the last.
+            where = entry.position if seq == last else self.last_position[terminal]
+            self.report.fail_at(where, f"seq_not_increasing: terminal {terminal!r} seq {seq} at position "
+                                       f"{entry.position} follows {last} (an event was inserted or moved)")
             return False
         self.last_seq[terminal] = seq
         self.last_position[terminal] = entry.position
@@ -147,13 +151,20 @@ class _Auditor:
             except EventRejected as rejected:
                 report.fail_at(entry.position, f"rules_refuse_stored_event: {rejected}")
                 break
+            except Exception as error:  # a rewritten log can hold what no rule ever let through
+                report.fail_at(entry.position, f"replay_failed: {type(error).__name__}: {error}")
+                break
             if sorted(postings) != sorted(decode_postings(entry.postings)):
                 report.fail_at(entry.position, "postings_differ_from_rules")
                 break
             check_balanced(postings)
             signer_key = _signer_key(state, entry.terminal_id)
             meta = EntryMeta(entry.position, entry.terminal_id, body.id, body.seq, body.at)
-            state.apply(event_type, data, meta, entry.hash)
+            try:
+                state.apply(event_type, data, meta, entry.hash)
+            except Exception as error:  # a rewritten log can hold what no rule ever let through
+                report.fail_at(entry.position, f"replay_failed: {type(error).__name__}: {error}")
+                break
             if entry.position == 1 and self.server_key is not None and state.server_public_key != self.server_key:
                 keys.append(state.server_public_key)
                 report.fail_at(1, "server_key_differs: store.opened names server key "
@@ -225,7 +236,9 @@ def _signer_key(state: StoreState, terminal_id: str) -> bytes:
 
 def audit_store(ledger: Ledger, store_id: str, on_progress: Callable[[int], None] = lambda n: None, *,
                 server_key: bytes | None = None, witness: Checkpoint | None = None) -> AuditReport:
-    ledger.store(store_id)  # StoreNotFound for an unknown store
+    # Not `ledger.store()`: a tampered log may not even load; the auditor reads the rows itself.
+    if not ledger.read_entries(store_id, 0, 1):
+        raise StoreNotFound(f"no store {store_id!r}")
     report = AuditReport(store_id)
     auditor = _Auditor(report, server_key=server_key, witness=witness)
     after = 0
@@ -234,13 +247,32 @@ def audit_store(ledger: Ledger, store_id: str, on_progress: Callable[[int], None
         if not page:
             break
         auditor.feed(page)
+        _compare_index(ledger, store_id, after + 1, page, report)
         after = page[-1].position
         on_progress(len(page))
+    if not auditor.stopped:
+        extra = ledger.index.select_index_range(store_id, after + 1, after + 1)
+        if extra:
+            report.fail_at(after + 1, "index_has_more: the index table records an entry the log no longer has "
+                                      "(removed)")
     auditor.finish()
     served = {(account, currency): debit - credit
-              for account, currency, debit, credit in ledger.balances(store_id) if debit != credit}
+              for account, currency, debit, credit in ledger.index.select_balances(store_id) if debit != credit}
     report.balances_match = served == {key: value for key, value in report.balances.items() if value}
     return report
+
+
+def _compare_index(ledger: Ledger, store_id: str, first: int, page: list[StoredEntry],
+                   report: AuditReport) -> None:
+    """The index table written in the same transaction must describe the same entries."""
+    rows = {row.position: row for row in ledger.index.select_index_range(store_id, first, page[-1].position)}
+    for entry in page:
+        row = rows.get(entry.position)
+        digest = hashlib.sha256(entry.body.encode()).digest()
+        if row is None or row.body_sha256 != digest or row.terminal_id != entry.terminal_id:
+            report.fail_at(entry.position, "index_differs: the index table records another entry at this "
+                                           "position (removed, inserted, moved or edited)")
+            return
 
 
 # ---- offline: an export directory (pos_ledger.export) ----

@@ -248,7 +248,7 @@ def audit(
         else:
             ledger = _open_ledger(db)
             try:
-                _, length = ledger.chain(store)
+                length = ledger.index.select_last_position(store)
                 with Progress(disable=not _interactive()) as progress:
                     task = progress.add_task(f"auditing {store}", total=length)
                     report = audit_store(ledger, store, on_progress=lambda n: progress.advance(task, n),

@@ -35,8 +35,8 @@ from typing import IO, Any, Final
 import msgspec
 
 from pos_ledger import _core, money
-from pos_ledger.errors import InvalidInput
-from pos_ledger.events import decode_postings
+from pos_ledger.errors import InvalidInput, StoreNotFound
+from pos_ledger.events import SERVER_TERMINAL_ID, decode_postings
 from pos_ledger.ledger import READ_EVENTS_MAX, Ledger, StoredEntry
 from pos_ledger.state import ZERO_HASH
 
@@ -196,11 +196,44 @@ def _entries(ledger: Ledger, store_id: str, first: int, last: int) -> Iterator[S
         after = page[-1].position
 
 
+class _Keys:
+    """The keys the log itself names: the server's (store.opened) and each terminal's."""
+
+    def __init__(self) -> None:
+        self.server_public_key = ""
+        self.currency = ""
+        self.terminals: dict[str, dict[str, Any]] = {}
+
+    def add(self, entry: StoredEntry) -> None:
+        if entry.terminal_id != SERVER_TERMINAL_ID:
+            return
+        body = msgspec.json.decode(entry.body.encode())
+        kind, data = body.get("type"), body.get("data") or {}
+        if kind == "store.opened":
+            self.server_public_key, self.currency = data.get("server_public_key", ""), data.get("currency", "")
+        elif kind == "terminal.registered":
+            self.terminals[data["terminal_id"]] = {"terminal_id": data["terminal_id"],
+                                                   "public_key": data["public_key"], "label": data.get("label", ""),
+                                                   "registered_position": entry.position, "revoked_position": None}
+        elif kind == "terminal.revoked" and data.get("terminal_id") in self.terminals:
+            self.terminals[data["terminal_id"]]["revoked_position"] = entry.position
+
+    def document(self, store_id: str) -> bytes:
+        return msgspec.json.format(_ROW_ENCODER.encode({
+            "store_id": store_id, "server_public_key": self.server_public_key,
+            "terminals": list(self.terminals.values())}), indent=2) + b"\n"
+
+
 def write_export(ledger: Ledger, store_id: str, out: Path, first: int = 1, last: int | None = None,
                  on_progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
-    """Write the export of positions first..last (default: to the head); the manifest as written."""
-    state = ledger.store(store_id)
-    head, length = ledger.chain(store_id)
+    """Write the export of positions first..last (default: to the head); the manifest as written.
+
+    It reads the stored rows only (never the folded state), so a log that no longer replays can
+    still be taken away and shown to be broken.
+    """
+    length = ledger.index.select_last_position(store_id)
+    if length == 0 or not ledger.read_entries(store_id, 0, 1):
+        raise StoreNotFound(f"no store {store_id!r}")
     last = length if last is None else last
     if first < 1 or last < first or last > length:
         raise InvalidInput(f"the range must satisfy 1 <= from <= to <= {length} (the log's length), "
@@ -208,6 +241,11 @@ def write_export(ledger: Ledger, store_id: str, out: Path, first: int = 1, last:
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise InvalidInput(f"{out} is not empty: export into a new directory")
+    tail = ledger.read_entries(store_id, length - 1, 1)
+    head = tail[0].hash if tail else ZERO_HASH
+    keys = _Keys()
+    for entry in _entries(ledger, store_id, 1, first - 1):
+        keys.add(entry)
     previous = ZERO_HASH if first == 1 else ledger.read_entries(store_id, first - 2, 1)[0].hash
     events = _Hashed(out / EVENTS_FILE)
     journals = _Journals(out)
@@ -218,23 +256,19 @@ def write_export(ledger: Ledger, store_id: str, out: Path, first: int = 1, last:
         events.write(_ROW_ENCODER.encode(row) + b"\n")
         events.rows += 1
         journals.add(entry)
+        keys.add(entry)
         last_hash, count = entry.hash, count + 1
         if count % READ_EVENTS_MAX == 0:
             on_progress(READ_EVENTS_MAX)
     on_progress(count % READ_EVENTS_MAX)
     if count != last - first + 1:
         raise InvalidInput(f"the log ends before position {last}")
-    keys = _Hashed(out / KEYS_FILE)
-    keys.write(msgspec.json.format(_ROW_ENCODER.encode({
-        "store_id": store_id,
-        "server_public_key": base64.b64encode(state.server_public_key).decode(),
-        "terminals": [{"terminal_id": t.terminal_id, "public_key": base64.b64encode(t.public_key).decode(),
-                       "label": t.label, "revoked": t.revoked} for t in list(state.terminals.values())],
-    }), indent=2) + b"\n")
-    files = [events.close(), keys.close(), *journals.close()]
+    keys_file = _Hashed(out / KEYS_FILE)
+    keys_file.write(keys.document(store_id))
+    files = [events.close(), keys_file.close(), *journals.close()]
     if first == 1 and last == length:
         balances = _Csv(out / BALANCES_FILE, BALANCES_HEADER)
-        for account, code, debit, credit in ledger.balances(store_id):
+        for account, code, debit, credit in ledger.index.select_balances(store_id):
             balances.row([account, code, debit, credit, debit - credit, _decimal(debit - credit, code)])
         files.append(balances.close())
     index = _Csv(out / INDEX_FILE, ["file", "description", "rows"])
@@ -247,7 +281,7 @@ def write_export(ledger: Ledger, store_id: str, out: Path, first: int = 1, last:
     manifest = {
         "format": EXPORT_FORMAT,
         "store_id": store_id,
-        "currency": state.currency,
+        "currency": keys.currency,
         "range": {"unit": "position", "from": first, "to": last},
         "first_position": first,
         "last_position": last,
