@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api import auth, errors
 from api.idempotency import IdempotencyMiddleware
-from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
+from api.routes import audit, conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
 from pos_ledger.ledger import Ledger
 from pos_ledger.payments.drawer import Shifts
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(conflicts.router)
     app.include_router(payments.router)
     app.include_router(shifts.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

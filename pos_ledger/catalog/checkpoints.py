@@ -10,6 +10,7 @@ The same (store, position, head) is what a detached checkpoint file holds
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -38,11 +39,31 @@ def _decide(data: CheckpointRecorded, state: StoreState, terminal_id: str) -> li
     return []
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedCheckpoint:
+    event_position: int
+    position: int
+    chain_head: str
+    #: The event's `at` (the server's clock when it pinned the chain), RFC 3339.
+    at: str
+    reason: str
+    shift_id: str | None
+
+
+def checkpoints_of(state: StoreState) -> list[RecordedCheckpoint]:
+    return state.feature("checkpoints", list)
+
+
+def _evolve(data: CheckpointRecorded, state: StoreState, meta: EntryMeta) -> None:
+    checkpoints_of(state).append(RecordedCheckpoint(meta.position, data.position, data.chain_head,
+                                                    meta.at.isoformat(), data.reason, data.shift_id))
+
+
 def react_shift_closed(data: Any, state: StoreState, meta: EntryMeta) -> list[tuple[str, dict[str, Any]]]:
     """After a Z (shift.closed) the server pins the chain at that entry."""
     return [(TYPE, {"position": meta.position, "chain_head": state.head.hex(), "reason": "shift_closed",
                     "shift_id": data.shift_id})]
 
 
-CHECKPOINT_RECORDED = register(EventType(TYPE, CheckpointRecorded, _decide, origin="server"))
+CHECKPOINT_RECORDED = register(EventType(TYPE, CheckpointRecorded, _decide, _evolve, origin="server"))
 shifts.SHIFT_CLOSED_REACTIONS.append(react_shift_closed)
