@@ -26,6 +26,7 @@ import binascii
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import count
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -45,9 +46,6 @@ from pos_ledger.events import (
 )
 from pos_ledger.ledger import READ_EVENTS_MAX, Ledger, StoredEntry
 from pos_ledger.state import ZERO_HASH, StoreState
-
-#: Events decoded from an export per page (bounded memory: ~0.6 KB each).
-EXPORT_PAGE_EVENTS: Final = 20_000
 
 
 @dataclass
@@ -87,6 +85,8 @@ class _Auditor:
         self.server_key = server_key
         self.witness = witness
         self.folder = _core.LedgerFolder(head, position)
+        #: The chain head before the next chunk of `feed_rows`.
+        self.chunk_head = head
         self.state = StoreState(report.store_id)
         self.replay = replay
         self.signatures = signatures
@@ -116,7 +116,53 @@ class _Auditor:
                 if entry.position == self.witness.position:
                     self.witness_hash = entry.hash
 
-    def _order(self, entry: StoredEntry, seq: int) -> bool:
+    def feed_rows(self, rows: list[_FastRow]) -> None:
+        """The fast path (no signatures, no rules): chain, postings, order, straight from decoded rows."""
+        bodies = [row.body.encode() for row in rows]
+        try:
+            hashes = [bytes.fromhex(row.hash) for row in rows]
+        except ValueError:
+            hashes = [_unhex(row.hash) for row in rows]
+        self.folder.feed(bodies, [row.sig for row in rows], hashes, [row.postings.encode() for row in rows])
+        sound = len(rows)
+        if self.folder.first_error is not None:
+            self.report.fail_at(*self.folder.first_error)
+            sound = self.folder.first_error[0] - rows[0].position
+        try:  # every stored body is a JSON object (ingest decoded it strictly): one call for all
+            seqs = [item.seq for item in _SEQS.decode(b"[" + b",".join(bodies[:sound]) + b"]")]
+        except msgspec.DecodeError:
+            seqs = []
+            for row, body in zip(rows[:sound], bodies, strict=False):
+                try:
+                    seqs.append(_SEQ.decode(body).seq)
+                except msgspec.DecodeError as error:
+                    self.report.fail_at(row.position, f"malformed_body: {error}")
+                    sound = len(seqs)
+                    break
+        for index, (row, seq) in enumerate(zip(rows, seqs, strict=False)):
+            if not self._order(row, seq):
+                return
+            if row.terminal_id == SERVER_TERMINAL_ID and b'"checkpoint.recorded"' in bodies[index]:
+                previous = hashes[index - 1] if index else self.chunk_head
+                if not self._checkpoint_holds(row, bodies[index], row.position - 1, previous):
+                    return
+        self.chunk_head = hashes[sound - 1] if sound else self.chunk_head
+        if self.witness is not None and rows[0].position <= self.witness.position < rows[0].position + sound:
+            self.witness_hash = hashes[self.witness.position - rows[0].position]
+
+    def _checkpoint_holds(self, row: _FastRow, body: bytes, position: int, head: bytes) -> bool:
+        """A server checkpoint in the log pins the entry before it (its rule, without the rest of the state)."""
+        try:
+            data = msgspec.json.decode(body).get("data", {})
+            holds = bool(data.get("position") == position and data.get("chain_head") == head.hex())
+        except (msgspec.DecodeError, AttributeError):
+            holds = False
+        if not holds:
+            self.report.fail_at(row.position, "checkpoint_mismatch: the in-log checkpoint no longer pins the "
+                                              "entry before it (the log was rewritten before this position)")
+        return holds
+
+    def _order(self, entry: StoredEntry | _FastRow, seq: int) -> bool:
         """False (and the position recorded) when the numbering shows a removed or moved event."""
         terminal = entry.terminal_id
         last = self.last_seq.get(terminal)
@@ -286,37 +332,76 @@ class _Row(msgspec.Struct):
     postings: str = "[]"
 
 
-_ROWS: Final = msgspec.json.Decoder(list[_Row])
+class _FastRow(msgspec.Struct):
+    """A line of events.jsonl; msgspec decodes the base64 `sig` itself."""
+
+    position: int
+    terminal_id: str
+    body: str
+    sig: bytes
+    hash: str
+    postings: str = "[]"
 
 
-def _entry(row: _Row) -> StoredEntry:
+class _Seq(msgspec.Struct):
+    seq: int
+
+
+_FAST_ROWS: Final = msgspec.json.Decoder(list[_FastRow])
+_ROW: Final = msgspec.json.Decoder(_Row)
+_SEQ: Final = msgspec.json.Decoder(_Seq)
+_SEQS: Final = msgspec.json.Decoder(list[_Seq])
+#: Bytes of events.jsonl read (and hashed) at a time.
+EXPORT_READ_BYTES: Final = 8 << 20
+
+
+def _unhex(text: str) -> bytes:
     try:
-        sig = base64.b64decode(row.sig, validate=True)
-        digest = bytes.fromhex(row.hash)
-    except (binascii.Error, ValueError):
-        sig, digest = b"", b""
-    return StoredEntry(row.position, row.terminal_id, row.body, sig, digest, row.postings)
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
 
 
-def _pages(file: IO[bytes], digest: Any, page_events: int) -> Iterator[list[StoredEntry]]:
-    """events.jsonl in pages, hashing every byte read (the manifest's SHA-256 is checked after)."""
-    lines: list[bytes] = []
-    for line in file:
-        digest.update(line)
-        if line.strip():
-            lines.append(line)
-        if len(lines) >= page_events:
-            yield _decode(lines)
-            lines = []
-    if lines:
-        yield _decode(lines)
+def _stored(row: _FastRow) -> StoredEntry:
+    return StoredEntry(row.position, row.terminal_id, row.body, row.sig, _unhex(row.hash), row.postings)
 
 
-def _decode(lines: list[bytes]) -> list[StoredEntry]:
-    try:
-        return [_entry(row) for row in _ROWS.decode(b"[" + b",".join(lines) + b"]")]
-    except msgspec.DecodeError as error:
-        raise InvalidInput(f"events.jsonl has a line that is not a stored event: {error}") from None
+def _row_chunks(file: IO[bytes], digest: Any, read_bytes: int) -> Iterator[list[_FastRow]]:
+    """events.jsonl in blocks of whole lines, hashing every byte read (checked against the manifest after)."""
+    rest = b""
+    while data := file.read(read_bytes):
+        digest.update(data)
+        data = rest + data
+        end = data.rfind(b"\n")
+        if end < 0:
+            rest = data
+            continue
+        rest = data[end + 1:]
+        yield _decode_rows(data[:end])
+    if rest.strip():
+        yield _decode_rows(rest)
+
+
+def _decode_rows(block: bytes) -> list[_FastRow]:
+    try:  # lines hold no raw newline (JSON escapes it), so the block is one array away
+        return _FAST_ROWS.decode(b"[" + block.strip(b"\n").replace(b"\n", b",") + b"]")
+    except msgspec.DecodeError:
+        pass
+    rows = []  # blank lines, or a line that is not a stored event: one by one, to say which
+    for line in block.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = _ROW.decode(line)
+        except msgspec.DecodeError as error:
+            raise InvalidInput(f"events.jsonl has a line that is not a stored event ({error}): "
+                               f"{line[:80]!r}") from None
+        try:
+            sig = base64.b64decode(row.sig, validate=True)
+        except (binascii.Error, ValueError):
+            sig = b""
+        rows.append(_FastRow(row.position, row.terminal_id, row.body, sig, row.hash, row.postings))
+    return rows
 
 
 def read_manifest(directory: Path, server_key: bytes | None, report: AuditReport) -> dict[str, Any]:
@@ -378,14 +463,17 @@ def _export_keys(directory: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
 def _exported_balances(path: Path) -> dict[tuple[str, str], int]:
     import csv
 
-    with path.open(newline="", encoding="utf-8") as file:
-        return {(row["account"], row["currency"]): int(row["balance_minor"])
-                for row in csv.DictReader(file) if int(row["balance_minor"])}
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            return {(row["account"], row["currency"]): int(row["balance_minor"])
+                    for row in csv.DictReader(file) if int(row["balance_minor"])}
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, csv.Error) as error:
+        raise InvalidInput(f"the export's balances.csv is unreadable: {error}") from None
 
 
 def audit_export(directory: Path, on_progress: Callable[[int], None] = lambda n: None, *,
                  server_key: bytes | None = None, witness: Checkpoint | None = None,
-                 signatures: bool = True, page_events: int = EXPORT_PAGE_EVENTS) -> AuditReport:
+                 signatures: bool = True, read_bytes: int = EXPORT_READ_BYTES) -> AuditReport:
     """Audit an export offline: manifest and files, then the same checks as `audit_store`.
 
     An export from position 1 is replayed with the rules; one from a later position starts at
@@ -406,17 +494,22 @@ def audit_export(directory: Path, on_progress: Callable[[int], None] = lambda n:
     digest = hashlib.sha256()
     expected_position = first
     with (directory / "events.jsonl").open("rb") as file:
-        for page in _pages(file, digest, page_events):
-            if auditor.stopped:
+        for rows in _row_chunks(file, digest, read_bytes):
+            if auditor.stopped or not rows:
                 continue  # keep hashing: the manifest check covers the whole file
-            for entry in page:
-                if entry.position != expected_position:
-                    report.fail_at(expected_position, f"export_out_of_order: line for position {entry.position} "
-                                                      f"where {expected_position} belongs")
-                    break
-                expected_position += 1
-            auditor.feed(page)
-            on_progress(len(page))
+            wrong = next((p for row, p in zip(rows, count(expected_position)) if row.position != p), None)
+            if wrong is not None:
+                report.fail_at(wrong, f"export_out_of_order: the line for position {wrong} says otherwise")
+                rows = rows[: wrong - expected_position]
+            expected_position += len(rows)
+            if not rows:
+                continue
+            if signatures:
+                for start in range(0, len(rows), READ_EVENTS_MAX):
+                    auditor.feed([_stored(row) for row in rows[start:start + READ_EVENTS_MAX]])
+            else:
+                auditor.feed_rows(rows)
+            on_progress(len(rows))
     if digest.hexdigest() != listed.get("events.jsonl"):
         report.problems.append("events.jsonl does not match its SHA-256 in the manifest (cut or edited)")
     auditor.finish()
