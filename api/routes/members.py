@@ -353,7 +353,14 @@ def refund_order(store_id: StoreId, member_id: MemberId, order_ref: RefPath, pay
     )
 
 
-@router.get("/{store_id}/members", response_model=list[MemberOut])
+_PROBLEM = {"content": {"application/problem+json": {}}}
+
+
+@router.get("/{store_id}/members", response_model=list[MemberOut],
+            responses={401: {"description": "no credential", **_PROBLEM},
+                       403: {"description": "lacks members:read", **_PROBLEM},
+                       404: {"description": "no such store", **_PROBLEM},
+                       422: {"description": "no phone given", **_PROBLEM}})
 def find_members(store_id: StoreId, request: Request, viewer: Annotated[Principal, allow(MEMBERS_READ)],
                  phone: Annotated[str, Query(min_length=1, max_length=32)]) -> list[MemberOut]:
     """Members registered with this phone, found by its keyed hash in the log."""
@@ -362,9 +369,10 @@ def find_members(store_id: StoreId, request: Request, viewer: Annotated[Principa
 
 
 @router.delete("/{store_id}/members/{member_id}/personal-data", status_code=204, response_class=Response,
-               responses={404: {"description": "no such store or member", "content": {"application/problem+json": {}}},
-                          403: {"description": "not the store's owner", "content": {"application/problem+json": {}}},
-                          401: {"description": "no credential", "content": {"application/problem+json": {}}}})
+               responses={401: {"description": "no credential", **_PROBLEM},
+                          403: {"description": "not the store's owner", **_PROBLEM},
+                          404: {"description": "no such store or member", **_PROBLEM},
+                          422: {"description": "a malformed member id", **_PROBLEM}})
 def erase_personal_data(store_id: StoreId, member_id: MemberId, request: Request,
                         _: Annotated[Principal, allow(OWN)]) -> Response:
     """Erase the member's name, phone and birthday; the log (ids, keyed hash, money) stays whole."""
