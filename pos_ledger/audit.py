@@ -404,25 +404,30 @@ def _decode_rows(block: bytes) -> list[_FastRow]:
     return rows
 
 
-def read_manifest(directory: Path, server_key: bytes | None, report: AuditReport) -> dict[str, Any]:
-    """The manifest, its signature checked with the server key; problems go into the report."""
+def read_manifest(directory: Path, server_key: bytes | None, report: AuditReport) -> dict[str, Any] | None:
+    """The manifest, its signature checked with the server key; problems go into the report
+    (None when it cannot be used at all: edited out of shape, or its signature file gone)."""
     try:
         raw = (directory / "manifest.json").read_bytes()
-        signature_text = (directory / "manifest.json.sig").read_text().strip()
     except OSError as error:
         raise InvalidInput(f"{directory} is not an export: {error.strerror}: {error.filename}") from None
     try:
+        signature = base64.b64decode((directory / "manifest.json.sig").read_text().strip(), validate=True)
+    except (OSError, UnicodeDecodeError, binascii.Error, ValueError):
+        signature = b""
+        report.problems.append("manifest.json.sig is missing or not base64: the manifest is not signed")
+    try:
         manifest = msgspec.json.decode(raw)
-        signature = base64.b64decode(signature_text, validate=True)
         manifest_key = base64.b64decode(manifest["server_public_key"], validate=True)
         int(manifest["first_position"]), int(manifest["last_position"]), bytes.fromhex(manifest["previous_hash"])
+        report.store_id = str(manifest["store_id"])
     except (msgspec.DecodeError, binascii.Error, ValueError, KeyError, TypeError) as error:
-        raise InvalidInput(f"the export's manifest is malformed: {error}") from None
+        report.problems.append(f"manifest.json is malformed (edited?): {error}")
+        return None
     if server_key is not None and manifest_key != server_key:
         report.problems.append("the manifest names another server key than the one given")
-    if not _core.ed25519_verify_batch([server_key or manifest_key], [raw], [signature])[0]:
+    if signature and not _core.ed25519_verify_batch([server_key or manifest_key], [raw], [signature])[0]:
         report.problems.append("manifest.json's signature (manifest.json.sig) does not verify with the server key")
-    report.store_id = str(manifest.get("store_id", ""))
     return dict(manifest)
 
 
@@ -483,7 +488,13 @@ def audit_export(directory: Path, on_progress: Callable[[int], None] = lambda n:
     """
     report = AuditReport("")
     manifest = read_manifest(directory, server_key, report)
+    if manifest is None:
+        report.balances_compared = False
+        return report
     listed = _check_files(directory, manifest, report)
+    if not (directory / "events.jsonl").is_file():
+        report.balances_compared = False
+        return report  # named by _check_files
     keys = _export_keys(directory, manifest)
     key = server_key or keys[SERVER_TERMINAL_ID]
     if keys[SERVER_TERMINAL_ID] != key:

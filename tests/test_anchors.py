@@ -270,6 +270,13 @@ def test_an_edited_or_cut_export_fails_its_manifest(filled: tuple[str, Checkpoin
     assert audit_export(tmp_path / "x", signatures=False, read_bytes=700).ok  # lines split across reads
     (tmp_path / "x" / "lines.csv").write_text("position\n")
     assert any("lines.csv" in p for p in audit_export(tmp_path / "x").problems)
+    events.unlink()
+    assert any("events.jsonl is missing" in p for p in audit_export(tmp_path / "x").problems)
+    (tmp_path / "x" / "manifest.json.sig").unlink()
+    assert any("not signed" in p for p in audit_export(tmp_path / "x").problems)
+    (tmp_path / "x" / "manifest.json").write_text("{")
+    report = audit_export(tmp_path / "x")
+    assert not report.ok and any("malformed" in p for p in report.problems)
 
 
 def test_a_re_signed_manifest_fails_the_real_server_key(filled: tuple[str, Checkpoint], tmp_path: Path) -> None:
