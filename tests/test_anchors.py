@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pos_ledger import _core
 from pos_ledger.anchors import Checkpoint, parse_checkpoint, read_server_key, sign_checkpoint
@@ -308,3 +310,45 @@ def test_checkpoint_and_key_files_parse_and_refuse_garbage(tmp_path: Path) -> No
         read_server_key(tmp_path / "bad")
     with pytest.raises(InvalidInput):
         parse_checkpoint(b'{"store_id": "s", "position": "3"}')
+
+
+_EXPORT_CACHE: dict[str, Path] = {}
+
+
+def _sound_export() -> Path:
+    """One small export, made once for the property below (hypothesis does not take fixtures)."""
+    if "dir" not in _EXPORT_CACHE:
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="anchors-property-"))
+        ledger = Ledger(str(root / "ledger.sqlite3"), SERVER_SEED)
+        try:
+            fill(ledger)
+            write_export(ledger, STORE, root / "x")
+        finally:
+            ledger.close()
+        _EXPORT_CACHE["dir"] = root / "x"
+    return _EXPORT_CACHE["dir"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(1, 20), offset=st.integers(0, 10_000), quick=st.booleans())
+def test_any_changed_byte_of_an_event_is_named_at_its_position(tmp_path: Path, position: int, offset: int,
+                                                               quick: bool) -> None:
+    """Whatever byte of an exported event's body changes, the export fails its manifest and the
+    audit names that event's position (its chain hash, and without --quick its signature)."""
+    import shutil
+
+    target = tmp_path / f"x{position}-{offset}-{quick}"
+    shutil.copytree(_sound_export(), target)
+    events = target / "events.jsonl"
+    lines = events.read_text().splitlines(keepends=True)
+    row = json.loads(lines[position - 1])
+    body = str(row["body"])
+    index = offset % len(body)
+    row["body"] = body[:index] + ("x" if body[index] != "x" else "y") + body[index + 1:]
+    lines[position - 1] = json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n"
+    events.write_text("".join(lines))
+    report = audit_export(target, signatures=not quick)
+    assert any("events.jsonl does not match" in p for p in report.problems)
+    assert report.first_error is not None and report.first_error[0] == position, report.first_error
