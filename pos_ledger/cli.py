@@ -216,7 +216,7 @@ def chain(
 
 @app.command()
 def audit(
-    store: Annotated[str, typer.Option(help="Store id (not with --export: an export holds one store).")] = "demo",
+    store: Annotated[str | None, typer.Option(help="Store id [default demo]; with --export it need not be given (an export holds one store) and, if given, must be the export's.")] = None,
     db: Annotated[str | None, typer.Option(help="Database to audit [env POS_LEDGER_DB].")] = None,
     export: Annotated[Path | None, typer.Option("--export", help="Audit this export directory offline (no database).")] = None,
     server_key: Annotated[Path | None, typer.Option(help="The server key the log must carry: base64 public key, `seed:`+base64 seed, or the 32-byte seed file.")] = None,
@@ -244,8 +244,11 @@ def audit(
             with Progress(disable=not _interactive()) as progress:
                 task = progress.add_task(f"auditing {export}", total=total)
                 report = audit_export(export, lambda n: progress.advance(task, n), server_key=key,
-                                                   witness=checkpoint, signatures=not quick)
+                                      witness=checkpoint, signatures=not quick)
+            if store is not None and store != report.store_id:
+                report.problems.append(f"the export holds store {report.store_id!r}, not {store!r}")
         else:
+            store = store or "demo"
             ledger = _open_ledger(db)
             try:
                 length = ledger.index.select_last_position(store)

@@ -57,6 +57,9 @@ def test_checkpoint_export_and_audit_agree(db: str, tmp_path: Path) -> None:
     code, output = run("audit", "--export", str(tmp_path / "x"), "--witness", str(witness), "--server-key", str(key))
     assert code == 0, output
     assert f"store {STORE}: 20 events" in output and "manifest: positions 1..20" in output
+    assert run("audit", "--export", str(tmp_path / "x"), "--store", STORE)[0] == 0
+    code, output = run("audit", "--export", str(tmp_path / "x"), "--store", "other")
+    assert code == 1 and "PROBLEM: the export holds store 's', not 'other'" in output
     code, output = run("export", "--db", db, "--store", STORE, "--out", str(tmp_path / "x"))
     assert code == 2 and "not empty" in output
     code, output = run("export", "--db", db, "--store", STORE, "--from", "5", "--to", "99", "--out", str(tmp_path / "y"))
