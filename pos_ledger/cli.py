@@ -260,6 +260,10 @@ def audit(
                 ledger.close()
     except PosLedgerError as error:
         raise _fail(error.detail) from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:  # rows the storage layer cannot even decode: say so, no traceback
+        raise _fail(f"cannot read the log: {type(error).__name__}: {error}") from None
     _print_report(report)
     if not report.ok:
         raise typer.Exit(code=1)
