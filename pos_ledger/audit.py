@@ -85,7 +85,7 @@ class _Auditor:
         self.server_key = server_key
         self.witness = witness
         self.folder = _core.LedgerFolder(head, position)
-        #: The chain head before the next chunk of `feed_rows`.
+        #: The chain head before the next entry checked without the rules (`feed_rows`, `_check_page`).
         self.chunk_head = head
         self.state = StoreState(report.store_id)
         self.replay = replay
@@ -150,7 +150,7 @@ class _Auditor:
         if self.witness is not None and rows[0].position <= self.witness.position < rows[0].position + sound:
             self.witness_hash = hashes[self.witness.position - rows[0].position]
 
-    def _checkpoint_holds(self, row: _FastRow, body: bytes, position: int, head: bytes) -> bool:
+    def _checkpoint_holds(self, row: StoredEntry | _FastRow, body: bytes, position: int, head: bytes) -> bool:
         """A server checkpoint in the log pins the entry before it (its rule, without the rest of the state)."""
         try:
             data = msgspec.json.decode(body).get("data", {})
@@ -231,6 +231,11 @@ class _Auditor:
                 break
             if not self._order(entry, seq):
                 break
+            body = entry.body.encode()
+            if entry.terminal_id == SERVER_TERMINAL_ID and b'"checkpoint.recorded"' in body \
+                    and not self._checkpoint_holds(entry, body, entry.position - 1, self.chunk_head):
+                break
+            self.chunk_head = entry.hash
             keys.append(self.keys.get(entry.terminal_id, b""))
         if self.signatures:
             self._verify(page[: len(keys)], keys)

@@ -218,6 +218,8 @@ def test_a_partial_export_carries_the_hash_before_it(filled: tuple[str, Checkpoi
     report = audit_export(tmp_path / "x", server_key=SERVER_KEY)
     assert report.ok, report
     assert not report.balances_compared and report.length == 16
+    assert report.signatures_checked == 12
+    assert audit_export(tmp_path / "x", signatures=False).ok
     assert not (tmp_path / "x" / "balances.csv").exists()
 
 
@@ -352,3 +354,17 @@ def test_any_changed_byte_of_an_event_is_named_at_its_position(tmp_path: Path, p
     report = audit_export(target, signatures=not quick)
     assert any("events.jsonl does not match" in p for p in report.problems)
     assert report.first_error is not None and report.first_error[0] == position, report.first_error
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_partial_export_of_a_rewritten_log_fails_its_in_log_checkpoint(filled: tuple[str, Checkpoint],
+                                                                         tmp_path: Path, quick: bool) -> None:
+    database, _ = filled
+    rewriter = LogRewriter(database, STORE)
+    entries = rewriter.entries()
+    _delete(8)(entries)  # a sale gone, everything recomputed; the Z's checkpoint now at 14 pins 13
+    rewriter.write(entries, rechain=True)
+    _export(database, tmp_path / "x", 10, 19)
+    report = audit_export(tmp_path / "x", signatures=not quick)
+    assert report.first_error is not None and report.first_error[0] == 14
+    assert "checkpoint_mismatch" in report.first_error[1]
