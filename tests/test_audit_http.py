@@ -114,3 +114,25 @@ def test_personal_data_stays_out_of_the_log_and_is_erased(
             copy = Path(database + suffix)
             if copy.exists():
                 assert PHONE.encode() not in copy.read_bytes(), copy
+
+
+def test_an_export_downloads_as_a_zip_that_audits_offline(
+        live_server: LiveServer, shop: tuple[Client, Terminal], admin: httpx.Client, tmp_path: Path) -> None:
+    import zipfile
+
+    _, terminal = shop
+    admin.post(f"/v1/stores/{STORE}/members", json={"member_id": "bob", "phone": PHONE})
+    download = admin.get(f"/v1/stores/{STORE}/export")
+    assert download.status_code == 200, download.text
+    assert download.headers["content-type"] == "application/zip"
+    archive = tmp_path / "export.zip"
+    archive.write_bytes(download.content)
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(tmp_path / "x")
+    report = audit_export(tmp_path / "x")
+    assert report.ok and report.length == admin.get(f"/v1/stores/{STORE}/chain").json()["length"]
+    assert PHONE.encode() not in archive.read_bytes()
+    partial = admin.get(f"/v1/stores/{STORE}/export", params={"from": 2, "to": 3})
+    assert partial.status_code == 200
+    assert admin.get(f"/v1/stores/{STORE}/export", params={"from": 5, "to": 2}).status_code == 422
+    assert signed_get(live_server, terminal, f"/v1/stores/{STORE}/export").status_code == 403

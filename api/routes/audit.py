@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 
 from api.auth import AUDIT_READ, Principal, allow
 from api.deps import LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger.anchors import sign_checkpoint
 from pos_ledger.catalog.checkpoints import checkpoints_of
+from pos_ledger.errors import InvalidInput
+from pos_ledger.export import write_export
 from pos_ledger.ledger import READ_EVENTS_MAX
 
 router = APIRouter(prefix="/v1/stores", tags=["audit"])
+
+#: Events one download may hold (the CLI `pos-ledger export` has no limit).
+EXPORT_DOWNLOAD_EVENTS_MAX: Final = 1_000_000
 
 _PROBLEM = {"content": {"application/problem+json": {}}}
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -63,3 +74,32 @@ def recorded_checkpoints(
     return [RecordedCheckpointOut(
         **sign_checkpoint(ledger.server_seed, store_id, c.position, c.chain_head, c.at).as_dict(),
         event_position=c.event_position, reason=c.reason, shift_id=c.shift_id) for c in found]
+
+
+@router.get("/{store_id}/export", response_class=FileResponse, responses={
+    **PROBLEMS, 200: {"description": "the export directory as a zip (README: Audit, export format)",
+                      "content": {"application/zip": {}}}})
+def download_export(
+    store_id: StoreId, ledger: LedgerDep, _: Annotated[Principal, allow(AUDIT_READ)],
+    from_position: Annotated[int, Query(alias="from", ge=1, le=2**63 - 1)] = 1,
+    to_position: Annotated[int | None, Query(alias="to", ge=1, le=2**63 - 1)] = None,
+) -> FileResponse:
+    """The same export as `pos-ledger export`, zipped: positions `from`..`to` (default 1..head),
+    at most 1,000,000 events per download."""
+    _, length = ledger.chain(store_id)
+    last = length if to_position is None else to_position
+    if last - from_position + 1 > EXPORT_DOWNLOAD_EVENTS_MAX:
+        raise InvalidInput(f"at most {EXPORT_DOWNLOAD_EVENTS_MAX} events per download: narrow from/to, "
+                           "or run `pos-ledger export`")
+    work = Path(tempfile.mkdtemp(prefix="pos-ledger-export-"))
+    try:
+        write_export(ledger, store_id, work / "export", from_position, to_position)
+        archive = work / f"{store_id}-{from_position}-{last}.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for file in sorted((work / "export").iterdir()):
+                zipped.write(file, file.name)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return FileResponse(archive, media_type="application/zip", filename=archive.name,
+                        background=BackgroundTask(shutil.rmtree, work, ignore_errors=True))
