@@ -32,6 +32,10 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         ledger.close()
+        # The members' personal-data table holds its own connection (api/routes/members.py).
+        personal = getattr(getattr(app.state, "loyalty", None), "personal", None)
+        if personal is not None and hasattr(personal, "close"):
+            personal.close()
 
     app = FastAPI(title="pos-ledger", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
