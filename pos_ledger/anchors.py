@@ -5,23 +5,21 @@ by the server's Ed25519 key. Kept away from the database (a file, a printed Z
 slip), it proves completeness: a log that no longer reaches P, or that has
 another head at P, was cut or rewritten, whatever the database says about itself.
 
-The signed bytes (no JSON canonicalisation problem) are the UTF-8 text of
-five lines joined by "\\n", no final newline:
+The file is the JSON object {"store_id", "position", "chain_head", "at", "signature"};
+`signature` is the base64 of the 64-byte Ed25519 signature over the RFC 8785 (JCS)
+canonical JSON of the other four members: keys sorted, no whitespace, UTF-8, e.g.
 
-    pos-ledger checkpoint v1
-    <store_id>
-    <position, decimal>
-    <chain_head, 64 lower-case hex>
-    <at, the RFC 3339 text exactly as in the file>
+    {"at":"2026-12-02T02:39:21.583181+00:00","chain_head":"23ec…e0","position":44,"store_id":"s"}
 
-and the file is the JSON object {"store_id", "position", "chain_head", "at",
-"signature"} with `signature` the base64 of the 64-byte Ed25519 signature.
+(`json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` for these
+plain strings and integers).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +31,6 @@ import msgspec
 from pos_ledger import _core
 from pos_ledger.errors import InvalidInput
 
-CHECKPOINT_MAGIC: Final = "pos-ledger checkpoint v1"
 #: A witness or key file larger than this is not one.
 ANCHOR_FILE_BYTES_MAX: Final = 64 * 1024
 _HEAD: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -48,8 +45,10 @@ class Checkpoint:
     signature: str = ""
 
     def message(self) -> bytes:
-        return "\n".join([CHECKPOINT_MAGIC, self.store_id, str(self.position), self.chain_head,
-                          self.at]).encode()
+        """RFC 8785 canonical JSON of the signed fields (sorted keys, no whitespace, UTF-8)."""
+        return json.dumps({"at": self.at, "chain_head": self.chain_head, "position": self.position,
+                           "store_id": self.store_id}, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode()
 
     def as_dict(self) -> dict[str, Any]:
         return {"store_id": self.store_id, "position": self.position, "chain_head": self.chain_head,

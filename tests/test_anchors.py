@@ -299,6 +299,10 @@ def test_checkpoint_and_key_files_parse_and_refuse_garbage(tmp_path: Path) -> No
     signed = sign_checkpoint(SERVER_SEED, STORE, 3, bytes(range(32)))
     assert parse_checkpoint(json.dumps(signed.as_dict()).encode()).verifies_with(SERVER_KEY)
     assert not signed.verifies_with(_core.ed25519_public_key(ATTACKER_SEED))
+    # What an auditor's own tool checks (README): Ed25519 over the RFC 8785 JSON of the other members.
+    fields = {k: v for k, v in signed.as_dict().items() if k != "signature"}
+    message = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    assert _core.ed25519_verify_batch([SERVER_KEY], [message], [base64.b64decode(signed.signature)]) == [True]
     for path, text in [("pub", base64.b64encode(SERVER_KEY).decode()),
                        ("seed", "seed:" + base64.b64encode(SERVER_SEED).decode())]:
         (tmp_path / path).write_text(text + "\n")
