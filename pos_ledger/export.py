@@ -271,13 +271,7 @@ def write_export(ledger: Ledger, store_id: str, out: Path, first: int = 1, last:
         for account, code, debit, credit in ledger.index.select_balances(store_id):
             balances.row([account, code, debit, credit, debit - credit, _decimal(debit - credit, code)])
         files.append(balances.close())
-    index = _Csv(out / INDEX_FILE, ["file", "description", "rows"])
-    descriptions = {name: text for name, (text, _) in JOURNALS.items()}
-    descriptions[BALANCES_FILE] = "balances per account and currency as the server serves them"
-    for item in files:
-        if item["name"] in descriptions:
-            index.row([item["name"], descriptions[item["name"]], item["rows"]])
-    files.append(index.close())
+    files.append(_write_index(out, files))
     manifest = {
         "format": EXPORT_FORMAT,
         "store_id": store_id,
@@ -295,11 +289,26 @@ def write_export(ledger: Ledger, store_id: str, out: Path, first: int = 1, last:
         "signature_file": SIGNATURE_FILE,
         "files": files,
     }
+    _write_signed(out, manifest, ledger.server_seed)
+    return manifest
+
+
+def _write_index(out: Path, files: list[dict[str, Any]]) -> dict[str, Any]:
+    index = _Csv(out / INDEX_FILE, ["file", "description", "rows"])
+    descriptions = {name: text for name, (text, _) in JOURNALS.items()}
+    descriptions[BALANCES_FILE] = "balances per account and currency as the server serves them"
+    for item in files:
+        if item["name"] in descriptions:
+            index.row([item["name"], descriptions[item["name"]], item["rows"]])
+    return index.close()
+
+
+def _write_signed(out: Path, manifest: dict[str, Any], server_seed: bytes) -> None:
+    """manifest.json, and beside it the server's signature of its exact bytes."""
     raw = msgspec.json.format(_ROW_ENCODER.encode(manifest), indent=2) + b"\n"
     (out / MANIFEST_FILE).write_bytes(raw)
-    signature = _core.ed25519_sign(ledger.server_seed, raw)
+    signature = _core.ed25519_sign(server_seed, raw)
     (out / SIGNATURE_FILE).write_text(base64.b64encode(signature).decode() + "\n")
-    return manifest
 
 
 __all__ = ["EVENTS_FILE", "EXPORT_FORMAT", "ExportRow", "write_export"]
