@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api import auth, errors
 from api.idempotency import IdempotencyMiddleware
-from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
+from api.routes import audit, conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
 from pos_ledger.ingest_queue import IngestQueue
 from pos_ledger.ledger import Ledger
@@ -34,6 +34,10 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
         yield
         app.state.ingest_queue.close()
         ledger.close()
+        # The members' personal-data table holds its own connection (api/routes/members.py).
+        personal = getattr(getattr(app.state, "loyalty", None), "personal", None)
+        if personal is not None and hasattr(personal, "close"):
+            personal.close()
 
     app = FastAPI(title="pos-ledger", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
@@ -54,6 +58,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(conflicts.router)
     app.include_router(payments.router)
     app.include_router(shifts.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, str]:

@@ -8,11 +8,15 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pos_ledger.payments.sandbox import DELAY_S_DEFAULT
+
+if TYPE_CHECKING:
+    from pos_ledger.audit import AuditReport
+    from pos_ledger.ledger import Ledger
 
 app = typer.Typer(help="pos-ledger: the signed, hash-chained ledger behind smart cash registers.",
                   no_args_is_help=True, add_completion=False)
@@ -212,42 +216,166 @@ def chain(
 
 @app.command()
 def audit(
-    store: Annotated[str, typer.Option(help="Store id.")] = "demo",
+    store: Annotated[str | None, typer.Option(help="Store id [default demo]; with --export it need not be given (an export holds one store) and, if given, must be the export's.")] = None,
     db: Annotated[str | None, typer.Option(help="Database to audit [env POS_LEDGER_DB].")] = None,
+    export: Annotated[Path | None, typer.Option("--export", help="Audit this export directory offline (no database).")] = None,
+    server_key: Annotated[Path | None, typer.Option(help="The server key the log must carry: base64 public key, `seed:`+base64 seed, or the 32-byte seed file.")] = None,
+    witness: Annotated[Path | None, typer.Option(help="A checkpoint file (pos-ledger checkpoint) the log must extend.")] = None,
+    quick: Annotated[bool, typer.Option(help="With --export: chain, postings, order, manifest and anchors only (no signatures, no rules).")] = False,
 ) -> None:
     """Replay a store's log: recompute the chain, re-verify every signature, re-run the rules, refold balances.
 
-    Exits 0 when everything matches, 1 naming the first position that does not.
+    Exits 0 when everything matches, 1 naming the first position that does not (or the anchor that
+    fails: server key, witness, manifest), 2 when the log, export or a file given cannot be read.
     """
     from rich.progress import Progress
 
-    from api.settings import Settings
-    from pos_ledger.audit import audit_store
+    from pos_ledger.anchors import read_checkpoint, read_server_key
+    from pos_ledger.audit import audit_export, audit_store
     from pos_ledger.errors import PosLedgerError
+
+    try:
+        key = read_server_key(server_key) if server_key else None
+        checkpoint = read_checkpoint(witness) if witness else None
+        if export is not None:
+            if not export.is_dir():
+                raise _fail(f"no export directory at {export}")
+            total = _export_events(export)
+            with Progress(disable=not _interactive()) as progress:
+                task = progress.add_task(f"auditing {export}", total=total)
+                report = audit_export(export, lambda n: progress.advance(task, n), server_key=key,
+                                      witness=checkpoint, signatures=not quick)
+            if store is not None and store != report.store_id:
+                report.problems.append(f"the export holds store {report.store_id!r}, not {store!r}")
+        else:
+            store = store or "demo"
+            ledger = _open_ledger(db)
+            try:
+                length = ledger.index.select_last_position(store)
+                with Progress(disable=not _interactive()) as progress:
+                    task = progress.add_task(f"auditing {store}", total=length)
+                    report = audit_store(ledger, store, on_progress=lambda n: progress.advance(task, n),
+                                         server_key=key, witness=checkpoint)
+            finally:
+                ledger.close()
+    except PosLedgerError as error:
+        raise _fail(error.detail) from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:  # rows the storage layer cannot even decode: say so, no traceback
+        raise _fail(f"cannot read the log: {type(error).__name__}: {error}") from None
+    _print_report(report)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+def _interactive() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
+
+
+def _open_ledger(db: str | None) -> Ledger:
+    from api.settings import Settings
     from pos_ledger.ledger import Ledger
 
     settings = Settings.from_env(database=db)
     if "://" not in settings.database and not Path(settings.database).exists():
         raise _fail(f"no database at {settings.database}")
-    ledger = Ledger(settings.database, settings.server_seed)
     try:
-        _, length = ledger.chain(store)
-        with Progress() as progress:
-            task = progress.add_task(f"auditing {store}", total=length)
-            report = audit_store(ledger, store, on_progress=lambda n: progress.advance(task, n))
+        return Ledger(settings.database, settings.server_seed)
+    except Exception as error:  # an unreachable database: say so, no traceback
+        raise _fail(f"cannot open the ledger: {error}") from None
+
+
+def _export_events(directory: Path) -> int | None:
+    import json
+
+    try:
+        return int(json.loads((directory / "manifest.json").read_bytes())["events"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _print_report(report: AuditReport) -> None:
+    typer.echo(f"store {report.store_id}: {report.length} events, head {report.head}, "
+               f"{report.signatures_checked} signatures checked")
+    for anchor in report.anchors:
+        typer.echo(f"anchor: {anchor}")
+    for problem in report.problems:
+        typer.secho(f"PROBLEM: {problem}", fg=typer.colors.RED)
+    if report.first_error:
+        position, reason = report.first_error
+        typer.secho(f"FIRST MISMATCH at position {position}: {reason}", fg=typer.colors.RED)
+    if report.balances_compared:
+        typer.echo(f"balances {'match' if report.balances_match else 'DO NOT match'} the served balances "
+                   f"({len(report.balances)} accounts)")
+    else:
+        typer.echo(f"balances refolded ({len(report.balances)} accounts); not compared: the export does not "
+                   "hold the whole log")
+
+
+@app.command()
+def checkpoint(
+    store: Annotated[str, typer.Option(help="Store id.")] = "demo",
+    db: Annotated[str | None, typer.Option(help="Database to read [env POS_LEDGER_DB].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the checkpoint here (default: print it).")] = None,
+) -> None:
+    """Write a signed checkpoint of a store's chain (a witness to keep outside the database). Writes nothing to the log."""
+    import json
+
+    from pos_ledger.anchors import sign_checkpoint
+    from pos_ledger.errors import PosLedgerError
+
+    ledger = _open_ledger(db)
+    try:
+        head, length = ledger.chain(store)
+        signed = sign_checkpoint(ledger.server_seed, store, length, head)
     except PosLedgerError as error:
         raise _fail(error.detail) from None
     finally:
         ledger.close()
-    typer.echo(f"store {store}: {report.length} events, head {report.head}, "
-               f"{report.signatures_checked} signatures checked")
-    if report.first_error:
-        position, reason = report.first_error
-        typer.secho(f"FIRST MISMATCH at position {position}: {reason}", fg=typer.colors.RED)
-    typer.echo(f"balances {'match' if report.balances_match else 'DO NOT match'} the served balances "
-               f"({len(report.balances)} accounts)")
-    if not report.ok:
-        raise typer.Exit(code=1)
+    text = json.dumps(signed.as_dict(), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text)
+    except OSError as error:
+        raise _fail(f"cannot write {out}: {error.strerror}") from None
+    typer.echo(f"store {store}: checkpoint at position {length}, head {head.hex()} -> {out}")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="A new (or empty) directory to write the export into.")],
+    store: Annotated[str, typer.Option(help="Store id.")] = "demo",
+    db: Annotated[str | None, typer.Option(help="Database to read [env POS_LEDGER_DB].")] = None,
+    from_position: Annotated[int, typer.Option("--from", min=1, help="First position (inclusive; default 1).")] = 1,
+    to_position: Annotated[int | None, typer.Option("--to", min=1, help="Last position (inclusive; default the head).")] = None,
+) -> None:
+    """Export a store's log (events.jsonl, keys, CSV journals) with a manifest signed by the server key."""
+    from rich.progress import Progress
+
+    from pos_ledger.errors import PosLedgerError
+    from pos_ledger.export import write_export
+
+    ledger = _open_ledger(db)
+    try:
+        _, length = ledger.chain(store)
+        last = length if to_position is None else to_position
+        with Progress(disable=not _interactive()) as progress:
+            task = progress.add_task(f"exporting {store}", total=max(0, last - from_position + 1))
+            manifest = write_export(ledger, store, out, from_position, to_position,
+                                    on_progress=lambda n: progress.advance(task, n))
+    except PosLedgerError as error:
+        raise _fail(error.detail) from None
+    except OSError as error:
+        raise _fail(f"cannot write the export: {error.strerror}: {error.filename}") from None
+    finally:
+        ledger.close()
+    typer.echo(f"store {store}: positions {manifest['first_position']}..{manifest['last_position']} "
+               f"({manifest['events']} events), head {manifest['chain_head']} -> {out}")
 
 
 if __name__ == "__main__":

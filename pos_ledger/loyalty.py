@@ -53,6 +53,7 @@ from pos_ledger.catalog.members import (
 )
 from pos_ledger.errors import AlreadyExists, EventRefused, InvalidInput, NotFound, PosLedgerError
 from pos_ledger.ledger import Ledger
+from pos_ledger.personal import PersonalData, PersonalDataStore, normalise_phone, phone_hash, phone_hash_key
 from pos_ledger.state import StoreState
 
 TOKEN_KIND_COUPON: Final = 1
@@ -107,8 +108,11 @@ class Applicable:
 class Loyalty:
     """The loyalty commands and reads of one ledger (all stores)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, personal: PersonalDataStore | None = None) -> None:
         self.ledger = ledger
+        #: Members' names, phones and birthdays (erasable, outside the log); None: not kept.
+        self.personal = personal
+        self._phone_key = phone_hash_key(ledger.server_seed)
 
     # ---- reads ----
 
@@ -143,7 +147,10 @@ class Loyalty:
         self.ledger.append_server_events(store_id, [("member_program.configured", program)])
 
     def register_member(self, store_id: str, *, member_id: str | None, name: str, phone: str,
-                        join_token: str | None = None, now: datetime | None = None) -> Member:
+                        join_token: str | None = None, now: datetime | None = None,
+                        birthday: str = "") -> Member:
+        """The log gets the member id, card and the phone's keyed hash; name, phone and birthday
+        go to the erasable table, after the event is committed (a refused registration leaves none)."""
         source = "cashier"
         if join_token is not None:
             _, payload = self._verify_store_token(store_id, join_token, now or utc_now())
@@ -153,10 +160,33 @@ class Loyalty:
         member_id = member_id or f"m{secrets.token_hex(8)}"
         if member_id in members_of(self.state(store_id)).members:
             raise AlreadyExists(f"member {member_id!r} is already registered")
-        data = {"member_id": member_id, "card_id": secrets.token_hex(16), "name": name,
-                "phone": phone, "source": source}
+        data = {"member_id": member_id, "card_id": secrets.token_hex(16), "source": source,
+                "phone_hash": phone_hash(self._phone_key, store_id, phone)}
         self.ledger.append_server_events(store_id, [("member.registered", data)])
+        if self.personal is not None and (name or phone or birthday):
+            self.personal.put(store_id, member_id, PersonalData(name, phone, birthday))
         return self.member(store_id, member_id)
+
+    def personal_data(self, store_id: str, member: Member) -> PersonalData:
+        """What the table holds; a member registered in the old form shows its event's text until erased."""
+        found = self.personal.get(store_id, member.member_id) if self.personal is not None else None
+        return found if found is not None else PersonalData(member.name, member.phone)
+
+    def erase_personal_data(self, store_id: str, member_id: str) -> None:
+        self.member(store_id, member_id)  # MemberNotFound
+        if self.personal is None:
+            raise InvalidInput("this server keeps no personal data table")
+        self.personal.erase(store_id, member_id)
+
+    def members_by_phone(self, store_id: str, phone: str) -> list[Member]:
+        """Members registered with this phone: by its keyed hash (and by the text of old-form events)."""
+        feature = members_of(self.state(store_id))
+        wanted = phone_hash(self._phone_key, store_id, phone)
+        found = [feature.members[m] for m in feature.by_phone_hash.get(wanted, [])] if wanted else []
+        normalised = normalise_phone(phone)
+        old_form = [m for m in list(feature.members.values())
+                    if m.phone and not m.phone_hash and normalise_phone(m.phone) == normalised]
+        return [m for m in found + old_form if not self.personal_data(store_id, m).erased]
 
     # ---- stored value ----
 

@@ -69,6 +69,8 @@ class LedgerIndex(Protocol):
 
     def select_balances(self, store_id: str) -> list[tuple[str, str, int, int]]: ...
 
+    def select_index_range(self, store_id: str, first: int, last: int) -> list[IndexRow]: ...
+
 
 # Keep SQL text in one place; `{p}` is the placeholder, `{blob}` the bytes type.
 _CREATE_ENTRIES = (
@@ -112,6 +114,10 @@ _SELECT_STORE_IDS = "SELECT DISTINCT store_id FROM ledger_entries ORDER BY store
 _SELECT_BALANCES = (
     "SELECT account, currency, debit_minor, credit_minor FROM ledger_balances "
     "WHERE store_id = {p} ORDER BY account, currency"
+)
+_SELECT_INDEX_RANGE = (
+    "SELECT store_id, position, event_id, terminal_id, seq, event_type, body_sha256 FROM ledger_entries "
+    "WHERE store_id = {p} AND position >= {p} AND position <= {p} ORDER BY position"
 )
 #: Event ids looked up per query; a batch is at most 1,000 events, SQLite allows 32,766 params.
 _LOOKUP_CHUNK = 500
@@ -207,6 +213,12 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             c.execute(_SELECT_BALANCES.format(p="?"), [store_id])
             return [(r[0], r[1], int(r[2]), int(r[3])) for r in c.fetchall()]
 
+    def select_index_range(self, store_id: str, first: int, last: int) -> list[IndexRow]:
+        """The index rows of positions first..last (the auditor compares them with the log)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_SELECT_INDEX_RANGE.format(p="?"), [store_id, first, last])
+            return [IndexRow(r[0], int(r[1]), r[2], r[3], int(r[4]), r[5], bytes(r[6])) for r in c.fetchall()]
+
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
     """`eventsourcing`'s PostgreSQL application recorder plus the ledger tables."""
@@ -275,6 +287,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             (r["account"], r["currency"], int(r["debit_minor"]), int(r["credit_minor"]))
             for r in rows
         ]
+
+    def select_index_range(self, store_id: str, first: int, last: int) -> list[IndexRow]:
+        rows = self._query(_SELECT_INDEX_RANGE.format(p="%s"), [store_id, first, last])
+        return [IndexRow(r["store_id"], int(r["position"]), r["event_id"], r["terminal_id"], int(r["seq"]),
+                         r["event_type"], bytes(r["body_sha256"])) for r in rows]
 
 
 def persistence_env(database: str) -> dict[str, str]:

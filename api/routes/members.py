@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.auth import MANAGE, MEMBERS_READ, MEMBERS_WRITE, Principal, allow
+from api.auth import MANAGE, MEMBERS_READ, MEMBERS_WRITE, OWN, PERSONAL_DATA_READ, Principal, allow
 from api.deps import LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger import _core
 from pos_ledger.catalog.members import Member, members_of
 from pos_ledger.loyalty import STORE_TOKEN_TTL_S_MAX, Loyalty, store_tag
+from pos_ledger.personal import mask_phone
 
 router = APIRouter(prefix="/v1/stores", tags=["members"])
 
@@ -26,10 +28,13 @@ SVG = "image/svg+xml"
 
 
 def loyalty(request: Request) -> Loyalty:
-    """One Loyalty per app, next to its ledger."""
+    """One Loyalty per app, next to its ledger and the personal-data table in the same database."""
     found: Loyalty | None = getattr(request.app.state, "loyalty", None)
     if found is None:
-        found = request.app.state.loyalty = Loyalty(request.app.state.ledger)
+        from pos_ledger.personal_store import SqlPersonalData
+
+        ledger = request.app.state.ledger
+        found = request.app.state.loyalty = Loyalty(ledger, SqlPersonalData(ledger.database))
     return found
 
 
@@ -56,6 +61,8 @@ class MemberIn(BaseModel):
     member_id: str | None = Field(default=None, pattern=IdPattern)
     name: str = Field(default="", max_length=200)
     phone: str = Field(default="", max_length=32)
+    #: Kept with name and phone in the erasable personal-data table, never in the log.
+    birthday: date | None = None
     #: The store's membership QR the customer scanned (opens the card themselves).
     join_token: str | None = Field(default=None, max_length=1000)
 
@@ -65,7 +72,9 @@ class MemberOut(BaseModel):
     #: Hex token id of the member's card QR, for terminals that verify cards offline.
     card_id: str
     name: str
+    #: Masked (138****5678) unless the caller may read personal data (`personal_data:read`).
     phone: str
+    birthday: str
     source: str
     registered_at: str
     tier: str
@@ -178,9 +187,13 @@ class CardVerifyIn(BaseModel):
     token: str = Field(min_length=1, max_length=1000)
 
 
-def member_out(loyalty_: Loyalty, store_id: str, member: Member) -> MemberOut:
+def member_out(loyalty_: Loyalty, store_id: str, member: Member, viewer: Principal | None = None) -> MemberOut:
+    personal = loyalty_.personal_data(store_id, member)
+    show = viewer is not None and viewer.may(PERSONAL_DATA_READ)
+    phone = personal.phone if show else mask_phone(personal.phone)
     return MemberOut(
-        member_id=member.member_id, card_id=member.card_id, name=member.name, phone=member.phone, source=member.source,
+        member_id=member.member_id, card_id=member.card_id, name=personal.name, phone=phone,
+        birthday=personal.birthday, source=member.source,
         registered_at=member.registered_at, tier=member.tier,
         currency=loyalty_.state(store_id).currency, balance_minor=member.balance_minor,
         principal_minor=member.principal_minor, bonus_minor=member.bonus_minor,
@@ -208,17 +221,18 @@ def get_program(store_id: StoreId, ledger: LedgerDep, _: Annotated[Principal, al
 
 
 @router.post("/{store_id}/members", status_code=201, response_model=MemberOut)
-def register_member(store_id: StoreId, payload: MemberIn, request: Request, _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> MemberOut:
+def register_member(store_id: StoreId, payload: MemberIn, request: Request, viewer: Annotated[Principal, allow(MEMBERS_WRITE)]) -> MemberOut:
     service = loyalty(request)
     member = service.register_member(store_id, member_id=payload.member_id, name=payload.name,
-                                     phone=payload.phone, join_token=payload.join_token)
-    return member_out(service, store_id, member)
+                                     phone=payload.phone, join_token=payload.join_token,
+                                     birthday=payload.birthday.isoformat() if payload.birthday else "")
+    return member_out(service, store_id, member, viewer)
 
 
 @router.get("/{store_id}/members/{member_id}", response_model=MemberOut)
-def get_member(store_id: StoreId, member_id: MemberId, request: Request, _: Annotated[Principal, allow(MEMBERS_READ)]) -> MemberOut:
+def get_member(store_id: StoreId, member_id: MemberId, request: Request, viewer: Annotated[Principal, allow(MEMBERS_READ)]) -> MemberOut:
     service = loyalty(request)
-    return member_out(service, store_id, service.member(store_id, member_id))
+    return member_out(service, store_id, service.member(store_id, member_id), viewer)
 
 
 @router.get("/{store_id}/members/{member_id}/card", response_model=TokenOut)
@@ -237,9 +251,9 @@ def member_card_svg(store_id: StoreId, member_id: MemberId, request: Request, _:
 
 
 @router.post("/{store_id}/members/card/verify", response_model=MemberOut)
-def verify_card(store_id: StoreId, payload: CardVerifyIn, request: Request, _: Annotated[Principal, allow(MEMBERS_READ)]) -> MemberOut:
+def verify_card(store_id: StoreId, payload: CardVerifyIn, request: Request, viewer: Annotated[Principal, allow(MEMBERS_READ)]) -> MemberOut:
     service = loyalty(request)
-    return member_out(service, store_id, service.member_of_card(store_id, payload.token))
+    return member_out(service, store_id, service.member_of_card(store_id, payload.token), viewer)
 
 
 @router.get("/{store_id}/join-qr", response_model=TokenOut)
@@ -259,32 +273,32 @@ def join_qr_svg(store_id: StoreId, request: Request, _: Annotated[Principal, all
 
 @router.post("/{store_id}/members/{member_id}/recharge", status_code=201, response_model=RechargeOut)
 def recharge(store_id: StoreId, member_id: MemberId, payload: RechargeIn, request: Request,
-             response: Response, cashier: Annotated[Principal, allow(MEMBERS_WRITE)]) -> RechargeOut:
+             response: Response, viewer: Annotated[Principal, allow(MEMBERS_WRITE)]) -> RechargeOut:
     service = loyalty(request)
     lot, created = service.recharge(store_id, member_id, recharge_id=payload.recharge_id,
                                     paid_minor=payload.amount_minor, currency=payload.currency,
-                                    method=payload.method, till_id=cashier.till(payload.terminal_id))
+                                    method=payload.method, till_id=viewer.till(payload.terminal_id))
     if not created:
         response.status_code = 200
     return RechargeOut(recharge_id=lot.recharge_id, paid_minor=lot.paid_minor, bonus_minor=lot.bonus_minor,
                        rule_name=lot.rule_name, created=created,
-                       member=member_out(service, store_id, service.member(store_id, member_id)))
+                       member=member_out(service, store_id, service.member(store_id, member_id), viewer))
 
 
 @router.post("/{store_id}/members/{member_id}/recharges/{recharge_id}/refund",
              response_model=RechargeRefundOut)
 def refund_recharge(store_id: StoreId, member_id: MemberId, recharge_id: RefPath, request: Request,
-                    _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> RechargeRefundOut:
+                    viewer: Annotated[Principal, allow(MEMBERS_WRITE)]) -> RechargeRefundOut:
     service = loyalty(request)
     _lot, principal, bonus = service.refund_recharge(store_id, member_id, recharge_id)
     return RechargeRefundOut(recharge_id=recharge_id, principal_returned_minor=principal,
                              bonus_voided_minor=bonus,
-                             member=member_out(service, store_id, service.member(store_id, member_id)))
+                             member=member_out(service, store_id, service.member(store_id, member_id), viewer))
 
 
 @router.post("/{store_id}/members/{member_id}/spend", status_code=201, response_model=SpendOut)
 def spend(store_id: StoreId, member_id: MemberId, payload: SpendIn, request: Request, response: Response,
-          _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> SpendOut:
+          viewer: Annotated[Principal, allow(MEMBERS_WRITE)]) -> SpendOut:
     service = loyalty(request)
     currency = payload.currency or service.state(store_id).currency
     record, created = service.spend(store_id, member_id, spend_id=payload.spend_id or payload.order_ref,
@@ -295,23 +309,23 @@ def spend(store_id: StoreId, member_id: MemberId, payload: SpendIn, request: Req
     return SpendOut(spend_id=record.spend_id, order_ref=record.order_ref, amount_minor=record.amount_minor,
                     principal_minor=sum(p for _, p, _ in record.allocation),
                     bonus_minor=sum(b for _, _, b in record.allocation), created=created,
-                    member=member_out(service, store_id, service.member(store_id, member_id)))
+                    member=member_out(service, store_id, service.member(store_id, member_id), viewer))
 
 
 @router.post("/{store_id}/members/{member_id}/checkout/confirm", response_model=PointsOut)
 def confirm_checkout(store_id: StoreId, member_id: MemberId, payload: CheckoutConfirmIn, request: Request,
-                     _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> PointsOut:
+                     viewer: Annotated[Principal, allow(MEMBERS_WRITE)]) -> PointsOut:
     service = loyalty(request)
     points, created = service.confirm_checkout(store_id, member_id, order_ref=payload.order_ref,
                                                amount_minor=payload.amount_minor)
     return PointsOut(order_ref=payload.order_ref, points_earned=points, created=created,
-                     member=member_out(service, store_id, service.member(store_id, member_id)))
+                     member=member_out(service, store_id, service.member(store_id, member_id), viewer))
 
 
 @router.post("/{store_id}/members/{member_id}/points/redeem", status_code=201,
              response_model=PointsRedeemOut)
 def redeem_points(store_id: StoreId, member_id: MemberId, payload: PointsRedeemIn, request: Request,
-                  response: Response, _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> PointsRedeemOut:
+                  response: Response, viewer: Annotated[Principal, allow(MEMBERS_WRITE)]) -> PointsRedeemOut:
     service = loyalty(request)
     redemption_id = payload.redemption_id or f"points:{payload.order_ref}"
     discount, created = service.redeem_points(store_id, member_id, redemption_id=redemption_id,
@@ -320,12 +334,12 @@ def redeem_points(store_id: StoreId, member_id: MemberId, payload: PointsRedeemI
         response.status_code = 200
     return PointsRedeemOut(redemption_id=redemption_id, points=payload.points, discount_minor=discount,
                            created=created,
-                           member=member_out(service, store_id, service.member(store_id, member_id)))
+                           member=member_out(service, store_id, service.member(store_id, member_id), viewer))
 
 
 @router.post("/{store_id}/members/{member_id}/orders/{order_ref}/refund", response_model=OrderRefundOut)
 def refund_order(store_id: StoreId, member_id: MemberId, order_ref: RefPath, payload: OrderRefundIn,
-                 request: Request, _: Annotated[Principal, allow(MEMBERS_WRITE)]) -> OrderRefundOut:
+                 request: Request, viewer: Annotated[Principal, allow(MEMBERS_WRITE)]) -> OrderRefundOut:
     service = loyalty(request)
     summary = service.refund_order(store_id, member_id, order_ref=order_ref, refund_id=payload.refund_id,
                                    refund_minor=payload.amount_minor,
@@ -335,5 +349,32 @@ def refund_order(store_id: StoreId, member_id: MemberId, order_ref: RefPath, pay
         points_earned_reversed_total=summary["points_earned_reversed_total"],
         points_spent_returned_total=summary["points_spent_returned_total"],
         stored_value_returned_total_minor=summary["stored_value_returned_total_minor"],
-        member=member_out(service, store_id, service.member(store_id, member_id)),
+        member=member_out(service, store_id, service.member(store_id, member_id), viewer),
     )
+
+
+_PROBLEM = {"content": {"application/problem+json": {}}}
+
+
+@router.get("/{store_id}/members", response_model=list[MemberOut],
+            responses={401: {"description": "no credential", **_PROBLEM},
+                       403: {"description": "lacks members:read", **_PROBLEM},
+                       404: {"description": "no such store", **_PROBLEM},
+                       422: {"description": "no phone given", **_PROBLEM}})
+def find_members(store_id: StoreId, request: Request, viewer: Annotated[Principal, allow(MEMBERS_READ)],
+                 phone: Annotated[str, Query(min_length=1, max_length=32)]) -> list[MemberOut]:
+    """Members registered with this phone, found by its keyed hash in the log."""
+    service = loyalty(request)
+    return [member_out(service, store_id, m, viewer) for m in service.members_by_phone(store_id, phone)]
+
+
+@router.delete("/{store_id}/members/{member_id}/personal-data", status_code=204, response_class=Response,
+               responses={401: {"description": "no credential", **_PROBLEM},
+                          403: {"description": "not the store's owner", **_PROBLEM},
+                          404: {"description": "no such store or member", **_PROBLEM},
+                          422: {"description": "a malformed member id", **_PROBLEM}})
+def erase_personal_data(store_id: StoreId, member_id: MemberId, request: Request,
+                        _: Annotated[Principal, allow(OWN)]) -> Response:
+    """Erase the member's name, phone and birthday; the log (ids, keyed hash, money) stays whole."""
+    loyalty(request).erase_personal_data(store_id, member_id)
+    return Response(status_code=204)

@@ -140,9 +140,13 @@ class MemberRegistered(msgspec.Struct, frozen=True):
     member_id: Identifier
     #: 32 hex characters: the token id of the member's card QR.
     card_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+    #: The old form (and a terminal's offline registration): personal data in the event itself.
+    #: The server writes neither: they go to the erasable table (`pos_ledger.personal`).
     name: Annotated[str, msgspec.Meta(max_length=200)] = ""
     phone: Annotated[str, msgspec.Meta(max_length=32)] = ""
     source: Literal["cashier", "qr_join", "import"] = "cashier"
+    #: Keyed hash of the phone (`pos_ledger.personal.phone_hash`), "" for none: finds a member by phone.
+    phone_hash: Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$")] = ""
 
 
 class MemberTierChanged(msgspec.Struct, frozen=True):
@@ -278,6 +282,7 @@ class Member:
     source: str
     registered_at: str
     tier: str = BASE_TIER
+    phone_hash: str = ""
     points: int = 0
     points_lifetime: int = 0
     lots: dict[str, Lot] = field(default_factory=dict)
@@ -311,6 +316,8 @@ class MembersFeature:
     cards: dict[str, str] = field(default_factory=dict)
     #: order_ref -> the member who earned points on it (to find the order a payment refund touches).
     order_members: dict[str, str] = field(default_factory=dict)
+    #: phone_hash -> member ids registered with that phone.
+    by_phone_hash: dict[str, list[str]] = field(default_factory=dict)
 
 
 def members_of(state: StoreState) -> MembersFeature:
@@ -440,9 +447,12 @@ def _decide_registered(data: MemberRegistered, state: StoreState, terminal_id: s
 def _evolve_registered(data: MemberRegistered, state: StoreState, meta: EntryMeta) -> None:
     feature = members_of(state)
     feature.members[data.member_id] = Member(
-        data.member_id, data.card_id, data.name, data.phone, data.source, meta.at.isoformat()
+        data.member_id, data.card_id, data.name, data.phone, data.source, meta.at.isoformat(),
+        phone_hash=data.phone_hash,
     )
     feature.cards[data.card_id] = data.member_id
+    if data.phone_hash:
+        feature.by_phone_hash.setdefault(data.phone_hash, []).append(data.member_id)
 
 
 def _decide_tier(data: MemberTierChanged, state: StoreState, terminal_id: str) -> list[Posting]:

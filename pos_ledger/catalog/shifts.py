@@ -42,6 +42,7 @@ from pos_ledger.events import (
     EventType,
     Identifier,
     Posting,
+    React,
     register,
     require_currency,
 )
@@ -314,4 +315,13 @@ def report(shift: Shift, state: StoreState) -> dict[str, Any]:
 
 SHIFT_OPENED = register(EventType("shift.opened", ShiftOpened, _decide_opened, _evolve_opened, origin="any"))
 CASH_MOVED = register(EventType("cash.moved", CashMoved, _decide_moved, _evolve_moved, origin="any"))
-SHIFT_CLOSED = register(EventType("shift.closed", ShiftClosed, _decide_closed, _evolve_closed, origin="any"))
+#: Server events that follow a shift close (the checkpoint that pins the chain at the Z).
+SHIFT_CLOSED_REACTIONS: list[React] = []
+
+
+def _react_closed(data: ShiftClosed, state: StoreState, meta: EntryMeta) -> list[tuple[str, dict[str, Any]]]:
+    return [event for reaction in SHIFT_CLOSED_REACTIONS for event in reaction(data, state, meta)]
+
+
+SHIFT_CLOSED = register(EventType("shift.closed", ShiftClosed, _decide_closed, _evolve_closed, origin="any",
+                                  react=_react_closed))
