@@ -175,12 +175,13 @@ class _Batch:
 
 @dataclass(slots=True)
 class _Accepted:
-    """An accepted entry of the group being written; its chain hash comes after deciding."""
+    """An accepted entry of the group being written, with its chain hash."""
 
     candidate: _Candidate
     terminal_id: str
     meta: EntryMeta
     postings: list[Posting]
+    hash: bytes
 
 
 class _ReactionRefused(Exception):
@@ -454,7 +455,6 @@ class Ledger(Application[UUID]):
         indexed = self.index.select_indexed(
             store_id, [c.event_id for batch in batches for c in batch.candidates]
         )
-        head_before = state.head
         accepted: list[_Accepted] = []
         deltas: dict[tuple[str, str], list[int]] = {}
         for batch in batches:
@@ -488,7 +488,7 @@ class Ledger(Application[UUID]):
             self._states.pop(store_id, None)
             return
         if accepted:
-            appended, rows = self._entries(state, head_before, accepted)
+            appended, rows = self._entries(state, accepted)
             balance_deltas = [
                 BalanceDelta(store_id, account, currency_code, debit, credit)
                 for (account, currency_code), (debit, credit) in deltas.items()
@@ -510,10 +510,11 @@ class Ledger(Application[UUID]):
         assert candidate.event_type is not None
         body = candidate.body
         meta = EntryMeta(state.position + 1, terminal_id, body.id, body.seq, body.at)
-        # The chain hashes of the whole group are computed in one call once it is decided (no rule
-        # reads the head mid-batch); until then the state keeps the head before the group.
-        state.apply(candidate.event_type, candidate.data, meta, state.head)
-        accepted.append(_Accepted(candidate, terminal_id, meta, postings))
+        # The head moves with every entry: a rule may pin it mid-group (a checkpoint after a Z), and
+        # one SHA-256 per entry costs far less than the rest of deciding it.
+        entry_hash = chain_hash(state.head, candidate.raw, candidate.sig)
+        state.apply(candidate.event_type, candidate.data, meta, entry_hash)
+        accepted.append(_Accepted(candidate, terminal_id, meta, postings, entry_hash))
         for account, currency_code, amount in postings:
             sums = deltas.setdefault((account, currency_code), [0, 0])
             sums[0 if amount > 0 else 1] += abs(amount)
@@ -564,19 +565,15 @@ class Ledger(Application[UUID]):
         return postings
 
     def _entries(
-        self, state: StoreState, head_before: bytes, accepted: list[_Accepted]
+        self, state: StoreState, accepted: list[_Accepted]
     ) -> tuple[list[StoredEvent], list[IndexRow]]:
-        """The stored events and index rows of a decided group: the chain in one Rust call."""
-        hashes = _core.chain_extend(
-            head_before, [a.candidate.raw for a in accepted], [a.candidate.sig for a in accepted]
-        )
-        state.head = hashes[-1]
+        """The stored events and index rows of a decided group."""
         timestamp = {"_type_": "datetime_iso", "_data_": datetime.now(UTC).isoformat()}
         store_id = state.store_id
         appended: list[StoredEvent] = []
         rows: list[IndexRow] = []
-        for entry, entry_hash in zip(accepted, hashes, strict=True):
-            candidate, meta = entry.candidate, entry.meta
+        for entry in accepted:
+            candidate, meta, entry_hash = entry.candidate, entry.meta, entry.hash
             position = meta.position
             state_json = _STATE_ENCODER.encode(_EntryState(
                 timestamp=timestamp,
