@@ -122,8 +122,9 @@ class AnswerTable:
                           "AND created_at < ?", (caller, key, only_if_reserved_before))
 
 
-#: (method, path, headers, body) -> the verified signing terminal's scope, or None.
-SignedCaller = Callable[[str, str, dict[str, str], bytes], "str | None"]
+#: (ASGI scope, headers, body) -> the verified signing terminal's scope, or None. It spends the
+#: signature's nonce and leaves its outcome in the scope's state for the route (checked once).
+SignedCaller = Callable[[Scope, dict[str, str], bytes], "str | None"]
 
 
 class IdempotencyMiddleware:
@@ -184,7 +185,7 @@ class IdempotencyMiddleware:
         if "signature-input" in headers or "signature" in headers:
             if self.signed_caller is None:
                 return None
-            return await run_in_threadpool(self.signed_caller, scope["method"], scope["path"], headers, body)
+            return await run_in_threadpool(self.signed_caller, scope, headers, body)
         # Unauthenticated routes (terminal ingest signs each event; provider notifications) scope a
         # key by the route itself: two tills, or two stores, may pick the same key independently.
         return "anonymous:" + scope["path"]

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import auth, errors
 from api.idempotency import IdempotencyMiddleware
+from api.nonces import NonceTable
 from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
 from pos_ledger.ledger import Ledger
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.nonces.close()
         ledger.close()
 
     app = FastAPI(title="pos-ledger", version="0.1.0", lifespan=lifespan)
@@ -40,8 +42,10 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.state.shifts = Shifts(ledger)
     #: Who is calling, tried in order (api/auth.py): each credential kind is one entry.
     app.state.authenticators = [auth.admin_token, auth.terminal_signature]
+    #: The nonces of terminals' request signatures (replay-proof commands), in the ledger's database.
+    app.state.nonces = NonceTable(settings.database)
     app.add_middleware(IdempotencyMiddleware, database=settings.database,
-                       signed_caller=functools.partial(auth.signed_caller, ledger))
+                       signed_caller=functools.partial(auth.signed_caller, ledger, app.state.nonces))
     errors.install(app)
     app.include_router(stores.router)
     app.include_router(events.router)
