@@ -185,10 +185,11 @@ class IdempotencyMiddleware:
         if "signature-input" in headers or "signature" in headers:
             if self.signed_caller is None:
                 return None
-            return await run_in_threadpool(self.signed_caller, scope, headers, body)
+            caller: str | None = await run_in_threadpool(self.signed_caller, scope, headers, body)
+            return caller
         # Unauthenticated routes (terminal ingest signs each event; provider notifications) scope a
         # key by the route itself: two tills, or two stores, may pick the same key independently.
-        return "anonymous:" + scope["path"]
+        return "anonymous:" + str(scope["path"])
 
     async def _run_and_keep(self, scope: Scope, body: bytes, send: Send, caller: str, key: str) -> None:
         answer: dict[str, Any] = {"status": 0, "content_type": "application/json", "chunks": []}

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import auth, errors
 from api.idempotency import IdempotencyMiddleware
+from api.limits import BodyLimitMiddleware
 from api.nonces import NonceTable
 from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.state.nonces = NonceTable(settings.database)
     app.add_middleware(IdempotencyMiddleware, database=settings.database,
                        signed_caller=functools.partial(auth.signed_caller, ledger, app.state.nonces))
+    # Outermost (added last): bodies are bounded before the idempotency table or an authenticator reads them.
+    app.add_middleware(BodyLimitMiddleware)
     errors.install(app)
     app.include_router(stores.router)
     app.include_router(events.router)

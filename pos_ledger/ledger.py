@@ -31,6 +31,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.utils import get_topic
 
 from pos_ledger import _core, catalog
+from pos_ledger.bounds import account_totals
 from pos_ledger.errors import (
     AlreadyExists,
     BatchTooLarge,
@@ -399,6 +400,7 @@ class Ledger(Application[UUID]):
         """Append an accepted event, then the server events its type reacts with."""
         assert candidate.event_type is not None
         stored, meta = self._apply(state, terminal_id, candidate, postings)
+        account_totals(state).add(postings)
         appended.append(stored)
         rows.append(IndexRow(state.store_id, meta.position, candidate.event_id, terminal_id,
                              meta.seq, candidate.body.type, candidate.digest))
@@ -444,6 +446,7 @@ class Ledger(Application[UUID]):
         assert candidate.event_type is not None
         postings = candidate.event_type.decide(candidate.data, state, terminal_id)
         check_balanced(postings)
+        account_totals(state).check(postings)
         return postings
 
     def _apply(
@@ -560,6 +563,7 @@ class Ledger(Application[UUID]):
             event_type, data = decode_data(body, entry.terminal_id)
             meta = EntryMeta(entry.position, entry.terminal_id, body.id, body.seq, body.at)
             state.apply(event_type, data, meta, entry.hash)
+            account_totals(state).add(postings_of(entry))
 
     def invalidate(self, store_id: str) -> None:
         """Forget the cached state; the next command reloads it from the log."""
