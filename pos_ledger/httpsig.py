@@ -114,7 +114,10 @@ def parse(signature_input: str, signature: str) -> SignatureInput:
     if components not in (_components(False), _components(True)):
         raise SignatureRejected('the signature must cover exactly ("@method" "@path" "content-digest"), '
                                 'then "idempotency-key" when that header is sent')
-    raw = base64.b64decode(value["value"])
+    try:
+        raw = base64.b64decode(value["value"], validate=True)
+    except ValueError:  # binascii.Error: bad padding
+        raise SignatureRejected("the signature is not base64") from None
     if len(raw) != 64:
         raise SignatureRejected("an Ed25519 signature is 64 bytes")
     params = signature_input.strip()[len(found["label"]) + 1:]
