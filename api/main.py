@@ -50,16 +50,16 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     # Outermost (added last): bodies are bounded before the idempotency table or an authenticator reads them.
     app.add_middleware(BodyLimitMiddleware)
     errors.install(app)
-    app.include_router(stores.router)
-    app.include_router(events.router)
-    app.include_router(menu.router)
-    app.include_router(members.router)
-    app.include_router(coupons.router)
-    app.include_router(conflicts.router)
-    app.include_router(payments.router)
-    app.include_router(shifts.router)
+    app.include_router(stores.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(events.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(menu.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(members.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(coupons.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(conflicts.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(payments.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(shifts.router, responses=errors.PROBLEM_RESPONSES)
 
-    @app.get("/healthz", tags=["meta"])
+    @app.get("/healthz", tags=["meta"], responses=errors.problem_responses(413))
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
