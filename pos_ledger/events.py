@@ -19,6 +19,7 @@ from uuid import UUID
 import msgspec
 
 from pos_ledger import money
+from pos_ledger.values import JSON_DEPTH_MAX, json_too_deep
 from pos_ledger.values import Identifier as Identifier  # re-exported: the catalog names it from here
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ def register(event_type: EventType) -> EventType:
 
 def decode_body(body: bytes) -> EventBody:
     """Parse the envelope body; EventRejected('malformed_body') says what is wrong."""
+    if json_too_deep(body):
+        raise EventRejected("malformed_body", f"JSON nested deeper than {JSON_DEPTH_MAX}")
     try:
         parsed = _BODY_DECODER.decode(body)
     except msgspec.ValidationError as error:

@@ -150,3 +150,21 @@ def test_every_integer_of_every_request_model_is_strict() -> None:
                 continue
             lax.append(f"{model.__name__}.{name}")
     assert lax == []
+
+
+def test_a_signed_event_nested_too_deep_is_rejected_alone(shop: tuple[Client, Terminal],
+                                                          anonymous: httpx.Client) -> None:
+    from datetime import UTC, datetime
+
+    _, terminal = shop
+    sale = {"order_id": "5d4e4c4a-35a8-4a47-9c0a-7d6f0c1b2a3e", "currency": "CNY",
+            "lines": [{"sku": "TEA", "name": "Tea", "qty": 1, "unit_price_minor": 900}], "discount_minor": 0,
+            "total_minor": 900, "tenders": [{"method": "cash", "amount_minor": 900}]}
+    deep = terminal.sign("sale.completed", {**sale, "note": json.loads(nested(40))}, datetime.now(UTC))
+    deeper = terminal.sign("sale.completed", {**sale, "note": json.loads(nested(900))}, datetime.now(UTC))
+    fine = terminal.sign("sale.completed", {**sale, "order_id": "6d4e4c4a-35a8-4a47-9c0a-7d6f0c1b2a3e"},
+                         datetime.now(UTC))
+    answer = anonymous.post("/v1/stores/s1/terminals/t1/events", json={"events": [deep, deeper, fine]})
+    assert answer.status_code == 200, answer.text
+    assert [(r["status"], r["reason"]) for r in answer.json()["results"]] == [
+        ("rejected", "malformed_body"), ("rejected", "malformed_body"), ("accepted", None)]
