@@ -29,34 +29,43 @@ class NonceTable:
     """One connection, used under a lock (each statement is one tiny insert)."""
 
     def __init__(self, database: str) -> None:
+        self._database = database
         self._lock = threading.Lock()
         self._inserts = 0
-        self._connection: Any
-        if database.startswith(("postgresql://", "postgres://")):
+        #: Opened on first use: a server no terminal signs to holds no extra database connection.
+        self._connection: Any = None
+        self._mark = "?"
+
+    def _connect(self) -> Any:
+        connection: Any
+        if self._database.startswith(("postgresql://", "postgres://")):
             import psycopg
 
-            self._connection = psycopg.connect(database, autocommit=True)
+            connection = psycopg.connect(self._database, autocommit=True)
             # The insert need not wait for its WAL flush (the command it guards does): only a crash of
             # PostgreSQL itself in that fraction of a second forgets a nonce, as SQLite's NORMAL below.
-            self._connection.execute("SET synchronous_commit TO off")
+            connection.execute("SET synchronous_commit TO off")
             self._mark = "%s"
         else:
-            self._connection = sqlite3.connect(database, timeout=30, isolation_level=None,
-                                               check_same_thread=False)
+            connection = sqlite3.connect(self._database, timeout=30, isolation_level=None, check_same_thread=False)
             # WAL keeps the insert off the ledger's writers; NORMAL syncs at checkpoints (a process
             # crash loses nothing; the window is 60 s either way).
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._mark = "?"
-        self._execute(_TABLE)
-        self._execute(_INDEX)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(_TABLE)
+        connection.execute(_INDEX)
+        return connection
 
     def close(self) -> None:
         with self._lock:
-            self._connection.close()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def _execute(self, statement: str, params: tuple[Any, ...] = ()) -> int:
         with self._lock:
+            if self._connection is None:
+                self._connection = self._connect()
             cursor = self._connection.execute(statement.replace("?", self._mark), params)
             return int(cursor.rowcount)
 
@@ -73,6 +82,8 @@ class NonceTable:
     def count(self) -> int:
         """Nonces remembered now (at most a window's worth of signed requests)."""
         with self._lock:
+            if self._connection is None:
+                self._connection = self._connect()
             row = self._connection.execute("SELECT COUNT(*) FROM pos_signature_nonces").fetchone()
         return int(row[0])
 
