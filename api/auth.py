@@ -13,7 +13,8 @@ store). The first ten capability names are the open platform's OAuth2 scopes.
 
 A terminal signs with RFC 9421 HTTP Message Signatures (`pos_ledger.httpsig`):
 keyid = its terminal id in the store named by the path, verified with its
-registered (not revoked) Ed25519 key. The terminal is then the cashier's till:
+registered (not revoked) Ed25519 key, and a nonce it never sent before
+(`api.nonces`): a replayed command is 401 `replayed` and runs no second time. The terminal is then the cashier's till:
 cash goes into its drawer. Other principals may name the till (`terminal_id`).
 """
 
@@ -22,17 +23,20 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import get_ledger, get_settings
+from api.nonces import NonceTable
 from api.settings import Settings
 from pos_ledger import httpsig
 from pos_ledger.errors import Forbidden, PosLedgerError, Unauthorized
 from pos_ledger.ledger import Ledger
+from pos_ledger.values import IDENTIFIER_CHARACTERS
 
 # ---- capabilities ----
 
@@ -140,11 +144,16 @@ async def admin_token(request: Request) -> Principal | None:
 async def terminal_signature(request: Request) -> Principal | None:
     if "signature-input" not in request.headers:
         return None
-    ledger: Ledger = request.app.state.ledger
     store_id = request.path_params.get("store_id", "")
-    body = await request.body()
-    keyid = signed_by(ledger, store_id, request.method, request.url.path, dict(request.headers), body)
-    return Principal("terminal", keyid, store_id, TERMINAL_CAPABILITIES)
+    outcome = request.scope.get("state", {}).get(_SIGNATURE_OUTCOME)
+    if outcome is None:  # not checked yet (the idempotency middleware checks POSTs with a key)
+        body = await request.body()
+        outcome = await run_in_threadpool(
+            _signature_outcome, request.app.state.ledger, request.app.state.nonces, request.scope, store_id,
+            dict(request.headers), body)
+    if isinstance(outcome, PosLedgerError):
+        raise outcome
+    return Principal("terminal", outcome, store_id, TERMINAL_CAPABILITIES)
 
 
 DEFAULT_AUTHENTICATORS: Final[tuple[Authenticator, ...]] = (admin_token, terminal_signature)
@@ -211,8 +220,21 @@ async def require_cashier(request: Request, settings: Annotated[Settings, Depend
     return principal
 
 
-def signed_by(ledger: Ledger, store_id: str, method: str, path: str, headers: dict[str, str], body: bytes) -> str:
-    """The terminal id whose RFC 9421 signature over this request verifies; Unauthorized otherwise."""
+class SignatureReplayed(Unauthorized):
+    """The terminal sent this signature's nonce before: a replayed command, not run again."""
+
+    slug = "replayed"
+
+
+#: Where the first check of a request's terminal signature leaves its outcome (in the request's
+#: scope state), so the idempotency middleware and the route's authenticator consume the nonce once.
+_SIGNATURE_OUTCOME: Final = "pos_ledger.terminal_signature"
+
+
+def signed_by(ledger: Ledger, nonces: NonceTable, store_id: str, method: str, path: str,
+              headers: dict[str, str], body: bytes) -> str:
+    """The terminal id whose RFC 9421 signature over this request verifies, its nonce now used;
+    Unauthorized otherwise (SignatureReplayed for a nonce used before)."""
     lower = {k.lower(): v for k, v in headers.items()}
     signature_input, signature = lower.get("signature-input"), lower.get("signature")
     if not signature_input or not signature:
@@ -224,24 +246,42 @@ def signed_by(ledger: Ledger, store_id: str, method: str, path: str, headers: di
         if terminal is None or terminal.revoked:
             raise httpsig.SignatureRejected(f"no active terminal {parsed.keyid!r} in store {store_id!r}")
         httpsig.verify(parsed, terminal.public_key, method, path, body, lower.get("content-digest", ""),
-                       int(time.time()))
+                       int(time.time()), lower.get("idempotency-key"))
     except httpsig.SignatureRejected as rejected:
         raise Unauthorized(str(rejected)) from None
+    # Only a signature that verifies spends its nonce: nobody burns a terminal's nonces by guessing.
+    if not nonces.first_use(store_id, parsed.keyid, parsed.nonce, parsed.created):
+        raise SignatureReplayed(f"terminal {parsed.keyid!r} already sent nonce {parsed.nonce}: a request is "
+                                "signed afresh (new nonce) for every attempt")
     return parsed.keyid
 
 
-_STORE_PATH: Final = re.compile(r"^/v1/stores/([A-Za-z0-9_.:-]{1,64})(/|$)")
+def _signature_outcome(ledger: Ledger, nonces: NonceTable, scope: MutableMapping[str, Any], store_id: str,
+                       headers: dict[str, str], body: bytes) -> str | PosLedgerError:
+    """The signing terminal's id, or the error, checked once per request and kept in its scope."""
+    state = scope.setdefault("state", {})
+    outcome: str | PosLedgerError | None = state.get(_SIGNATURE_OUTCOME)
+    if outcome is None:
+        try:
+            outcome = signed_by(ledger, nonces, store_id, scope["method"], scope["path"], headers, body)
+        except PosLedgerError as error:
+            outcome = error
+        state[_SIGNATURE_OUTCOME] = outcome
+    return outcome
 
 
-def signed_caller(ledger: Ledger, method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
-    """For the Idempotency-Key table: "terminal:{store}:{id}" when a terminal's signature verifies, else None."""
-    found = _STORE_PATH.match(path)
+_STORE_PATH: Final = re.compile(r"^/v1/stores/(" + IDENTIFIER_CHARACTERS + r"{1,64})(/|$)")
+
+
+def signed_caller(ledger: Ledger, nonces: NonceTable, scope: MutableMapping[str, Any], headers: dict[str, str],
+                  body: bytes) -> str | None:
+    """For the Idempotency-Key table: "terminal:{store}:{id}" when a terminal's signature verifies, else None
+    (the route then answers the same error: the outcome is kept in the request's scope)."""
+    found = _STORE_PATH.match(scope["path"])
     if found is None:
         return None
-    try:
-        return f"terminal:{found.group(1)}:{signed_by(ledger, found.group(1), method, path, headers, body)}"
-    except PosLedgerError:
-        return None
+    outcome = _signature_outcome(ledger, nonces, scope, found.group(1), headers, body)
+    return None if isinstance(outcome, PosLedgerError) else f"terminal:{found.group(1)}:{outcome}"
 
 
 CashierDep = Annotated[Principal, Depends(require_cashier)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +13,34 @@ from pos_ledger.errors import PosLedgerError
 
 PROBLEM_BASE = "https://pos-ledger.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: RFC 9457 members every problem has; extension members (`reason`, `errors`, ...) may follow.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object", "required": ["type", "title", "status", "detail"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                   "detail": {"type": "string"}, "instance": {"type": "string"},
+                   "reason": {"type": "string"}, "errors": {"type": "array"}},
+    "additionalProperties": True,
+}
+_PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "Bad request (e.g. a malformed key or token)",
+    401: "No credential, or one that does not verify (`unauthorized`); a replayed signature (`replayed`)",
+    403: "The credential is for another store or lacks the capability (`forbidden`, `insufficient_scope`)",
+    404: "The store or the named resource does not exist",
+    409: "A business rule refused the command (`rule-violated` with `reason`); nothing was written",
+    413: "The body is over the route's limit (`body-too-large`) or the batch too long",
+    422: "The input does not fit the schema (`invalid-input` with `errors`), JSON nested too deep",
+    503: "Retry later: write contention, or the payment provider is busy or unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for these statuses, each an RFC 9457 problem."""
+    return {status: {"description": _PROBLEM_DESCRIPTIONS[status],
+                     "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}} for status in statuses}
+
+
+#: What any store route may answer besides its success.
+PROBLEM_RESPONSES: Final = problem_responses(400, 401, 403, 404, 409, 413, 422, 503)
 
 
 def problem(status: int, slug: str, title: str, detail: str, instance: str = "", **extra: Any) -> JSONResponse:

@@ -10,8 +10,10 @@
 * Answers live in a table (`pos_idempotency_keys`) in the ledger's own database, so
   they survive restarts and are shared by every server process on that database.
   A key is reserved before the request runs (status 0): a concurrent twin waits for
-  the first answer (up to `IN_PROGRESS_WAIT_S`, then 409 `idempotency-key-in-use`); a
-  reservation left by a crashed process is taken over after `RESERVATION_S_MAX`.
+  the first answer (up to `IN_PROGRESS_WAIT_S`, then 409 `idempotency-key-in-use`). A
+  reservation is a lease: the running request renews it every `LEASE_RENEW_S`, and
+  one not renewed for `LEASE_S` (its process died, e.g. `kill -9`) is taken over by
+  the next request with the key, so a retry after a restart runs within seconds.
 * 5xx and 401 answers are not kept: the client may retry them with the same key.
 * Limits: keys are 1-255 printable characters; answers are kept `KEY_TTL_S`; request
   bodies over `REQUEST_BYTES_MAX` are refused; answers over `ANSWER_BYTES_MAX` are not kept.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -39,7 +42,9 @@ KEY_TTL_S: Final = 24 * 3600
 ANSWER_BYTES_MAX: Final = 1 << 20
 REQUEST_BYTES_MAX: Final = 4 << 20
 IN_PROGRESS_WAIT_S: Final = 30.0
-RESERVATION_S_MAX: Final = 300.0
+#: A reservation not renewed for this long was left by a process that died: taken over.
+LEASE_S: Final = 6.0
+LEASE_RENEW_S: Final = 2.0
 POLL_INTERVAL_S: Final = 0.05
 #: Expired answers are swept once every this many reservations.
 SWEEP_EVERY: Final = 1_000
@@ -110,6 +115,11 @@ class AnswerTable:
         fingerprint, status, content_type, body, created_at = rows[0]
         return StoredAnswer(fingerprint, int(status), content_type, bytes(body), float(created_at))
 
+    def renew(self, caller: str, key: str) -> None:
+        """The request holding the reservation is still running (`created_at` is the lease's heartbeat)."""
+        self._execute("UPDATE pos_idempotency_keys SET created_at = ? WHERE caller = ? AND key = ? AND status = 0",
+                      (time.time(), caller, key))
+
     def complete(self, caller: str, key: str, status: int, content_type: str, body: bytes) -> None:
         self._execute("UPDATE pos_idempotency_keys SET status = ?, content_type = ?, body = ? "
                       "WHERE caller = ? AND key = ?", (status, content_type, body, caller, key))
@@ -122,8 +132,9 @@ class AnswerTable:
                           "AND created_at < ?", (caller, key, only_if_reserved_before))
 
 
-#: (method, path, headers, body) -> the verified signing terminal's scope, or None.
-SignedCaller = Callable[[str, str, dict[str, str], bytes], "str | None"]
+#: (ASGI scope, headers, body) -> the verified signing terminal's scope, or None. It spends the
+#: signature's nonce and leaves its outcome in the scope's state for the route (checked once).
+SignedCaller = Callable[[Scope, dict[str, str], bytes], "str | None"]
 
 
 class IdempotencyMiddleware:
@@ -171,8 +182,8 @@ class IdempotencyMiddleware:
                 await _problem(send, 409, "idempotency-key-in-use",
                                "a request with this Idempotency-Key is still running; retry later")
                 return
-            # Still running elsewhere; a reservation nobody finished in time was left by a crash.
-            await run_in_threadpool(self.table.release, caller, key, time.time() - RESERVATION_S_MAX)
+            # Still running elsewhere; a lease nobody renewed in time was left by a process that died.
+            await run_in_threadpool(self.table.release, caller, key, time.time() - LEASE_S)
             await asyncio.sleep(POLL_INTERVAL_S)
 
     async def _caller(self, scope: Scope, headers: dict[str, str], body: bytes) -> str | None:
@@ -184,16 +195,19 @@ class IdempotencyMiddleware:
         if "signature-input" in headers or "signature" in headers:
             if self.signed_caller is None:
                 return None
-            return await run_in_threadpool(self.signed_caller, scope["method"], scope["path"], headers, body)
+            caller: str | None = await run_in_threadpool(self.signed_caller, scope, headers, body)
+            return caller
         # Unauthenticated routes (terminal ingest signs each event; provider notifications) scope a
         # key by the route itself: two tills, or two stores, may pick the same key independently.
-        return "anonymous:" + scope["path"]
+        return "anonymous:" + str(scope["path"])
 
     async def _run_and_keep(self, scope: Scope, body: bytes, send: Send, caller: str, key: str) -> None:
         answer: dict[str, Any] = {"status": 0, "content_type": "application/json", "chunks": []}
+        heartbeat = asyncio.create_task(self._renew_lease(caller, key))
         try:
             await self.app(scope, _replayed_body(body), _capturing(send, answer))
         finally:
+            heartbeat.cancel()
             kept = b"".join(answer["chunks"])
             # An unauthenticated attempt never ran: it must not pin the key for the real caller.
             if 0 < answer["status"] < 500 and answer["status"] != 401 and len(kept) <= ANSWER_BYTES_MAX:
@@ -201,6 +215,15 @@ class IdempotencyMiddleware:
                                         answer["content_type"], kept)
             else:
                 await run_in_threadpool(self.table.release, caller, key)
+
+
+    async def _renew_lease(self, caller: str, key: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW_S)
+            try:
+                await run_in_threadpool(self.table.renew, caller, key)
+            except Exception:  # a missed renewal is retried; the lease has room for two
+                logging.getLogger("pos_ledger.api").exception("renewing the lease of an Idempotency-Key failed")
 
 
 def _replayed_body(body: bytes) -> Receive:

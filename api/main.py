@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from api import auth, errors
 from api.idempotency import IdempotencyMiddleware
+from api.limits import BodyLimitMiddleware
+from api.nonces import NonceTable
 from api.routes import audit, conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
 from pos_ledger.ingest_queue import IngestQueue
@@ -33,6 +35,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.ingest_queue.close()
+        app.state.nonces.close()
         ledger.close()
         # The members' personal-data table holds its own connection (api/routes/members.py).
         personal = getattr(getattr(app.state, "loyalty", None), "personal", None)
@@ -47,20 +50,24 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.state.shifts = Shifts(ledger)
     #: Who is calling, tried in order (api/auth.py): each credential kind is one entry.
     app.state.authenticators = [auth.admin_token, auth.terminal_signature]
+    #: The nonces of terminals' request signatures (replay-proof commands), in the ledger's database.
+    app.state.nonces = NonceTable(settings.database)
     app.add_middleware(IdempotencyMiddleware, database=settings.database,
-                       signed_caller=functools.partial(auth.signed_caller, ledger))
+                       signed_caller=functools.partial(auth.signed_caller, ledger, app.state.nonces))
+    # Outermost (added last): bodies are bounded before the idempotency table or an authenticator reads them.
+    app.add_middleware(BodyLimitMiddleware)
     errors.install(app)
-    app.include_router(stores.router)
-    app.include_router(events.router)
-    app.include_router(menu.router)
-    app.include_router(members.router)
-    app.include_router(coupons.router)
-    app.include_router(conflicts.router)
-    app.include_router(payments.router)
-    app.include_router(shifts.router)
-    app.include_router(audit.router)
+    app.include_router(stores.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(events.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(menu.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(members.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(coupons.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(conflicts.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(payments.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(shifts.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(audit.router, responses=errors.PROBLEM_RESPONSES)
 
-    @app.get("/healthz", tags=["meta"])
+    @app.get("/healthz", tags=["meta"], responses=errors.problem_responses(413))
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 

@@ -35,12 +35,18 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo store (menu, a till, a day of sales) if absent.")] = False,
     psp_url: Annotated[str | None, typer.Option(envvar="POS_LEDGER_PSP_URL", help="Payment aggregator base URL; without one the sandbox is started on loopback.")] = None,
     public_url: Annotated[str | None, typer.Option(envvar="POS_LEDGER_PUBLIC_URL", help="This server's URL as the payment provider reaches it (its notifications go to <url>/v1/stores/<store>/psp/notifications); default http://<host>:<port>.")] = None,
+    timeout_keep_alive: Annotated[int, typer.Option(min=1, max=3600, help="Seconds an idle keep-alive connection stays open.")] = 5,
+    timeout_headers: Annotated[float, typer.Option(min=0.1, max=3600, help="Seconds a request's headers may take to arrive (from connect or the previous response); then the connection is closed.")] = 10.0,
+    limit_concurrency: Annotated[int, typer.Option(min=1, help="Connections plus requests in flight at most; past it new requests get 503 at once.")] = 1000,
+    h11_max_incomplete_event_size: Annotated[int, typer.Option(min=1024, help="Bytes of request line and headers buffered at most.")] = 16 * 1024,
+    backlog: Annotated[int, typer.Option(min=1, help="Connections the kernel queues before they are accepted.")] = 2048,
+    provider_concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Requests dealing with the payment provider at once at most; more get 503 provider-busy at once.")] = 8,
 ) -> None:
     """Run the HTTP server: terminal ingest, cashier payments and shifts, back office, log reading."""
-    import uvicorn
-
     from api.main import create_app
+    from api.server import ConnectionLimits, uvicorn_config
     from api.settings import Settings
+    from pos_ledger.payments.guard import ProviderGuard
 
     if db and "://" not in db:
         Path(db).resolve().parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +64,9 @@ def serve(
     try:
         settings = Settings.from_env(database=db)
         application = create_app(settings, provider=AggregatorProvider(psp_url), public_url=public_url)
+        application.state.payments.guard = ProviderGuard(concurrency_max=provider_concurrency)
+        limits = ConnectionLimits(timeout_keep_alive, timeout_headers, limit_concurrency,
+                                  h11_max_incomplete_event_size, backlog)
     except Exception as error:  # a bad URL or an unreachable database: say so, no traceback
         if sandbox is not None:
             sandbox.terminate()
@@ -69,7 +78,9 @@ def serve(
         threading.Thread(target=_seed_when_up, args=(host, port, settings.admin_token, settings.database),
                          daemon=True).start()
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        import uvicorn
+
+        uvicorn.Server(uvicorn_config(application, host, port, limits, log_level="warning")).run()
     finally:
         if sandbox is not None:
             sandbox.terminate()

@@ -19,6 +19,8 @@ from uuid import UUID
 import msgspec
 
 from pos_ledger import money
+from pos_ledger.values import JSON_DEPTH_MAX, json_too_deep
+from pos_ledger.values import Identifier as Identifier  # re-exported: the catalog names it from here
 
 if TYPE_CHECKING:
     from pos_ledger.state import StoreState
@@ -33,7 +35,6 @@ SEQ_MAX: Final = 2**63 - 1
 Amount = Annotated[int, msgspec.Meta(ge=0, le=money.AMOUNT_MINOR_MAX)]
 PositiveCount = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 CurrencyCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 
 
@@ -114,12 +115,16 @@ def register(event_type: EventType) -> EventType:
 
 def decode_body(body: bytes) -> EventBody:
     """Parse the envelope body; EventRejected('malformed_body') says what is wrong."""
+    if json_too_deep(body):
+        raise EventRejected("malformed_body", f"JSON nested deeper than {JSON_DEPTH_MAX}")
     try:
         parsed = _BODY_DECODER.decode(body)
     except msgspec.ValidationError as error:
         raise EventRejected("malformed_body", str(error)) from None
     except msgspec.DecodeError as error:
         raise EventRejected("malformed_body", f"not JSON: {error}") from None
+    except RecursionError:
+        raise EventRejected("malformed_body", "JSON nested too deep") from None
     if parsed.at.tzinfo is None:
         raise EventRejected("malformed_body", "`at` must be RFC 3339 with a UTC offset")
     return parsed
@@ -141,6 +146,8 @@ def decode_data(body: EventBody, terminal_id: str) -> tuple[EventType, Any]:
         raise EventRejected("invalid_data", str(error)) from None
     except msgspec.DecodeError as error:
         raise EventRejected("invalid_data", str(error)) from None
+    except RecursionError:
+        raise EventRejected("invalid_data", "JSON nested too deep") from None
     return event_type, data
 
 

@@ -31,6 +31,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.utils import get_topic
 
 from pos_ledger import _core, catalog
+from pos_ledger.bounds import account_totals
 from pos_ledger.errors import (
     AlreadyExists,
     BatchTooLarge,
@@ -514,6 +515,7 @@ class Ledger(Application[UUID]):
         # one SHA-256 per entry costs far less than the rest of deciding it.
         entry_hash = chain_hash(state.head, candidate.raw, candidate.sig)
         state.apply(candidate.event_type, candidate.data, meta, entry_hash)
+        account_totals(state).add(postings)
         accepted.append(_Accepted(candidate, terminal_id, meta, postings, entry_hash))
         for account, currency_code, amount in postings:
             sums = deltas.setdefault((account, currency_code), [0, 0])
@@ -562,6 +564,7 @@ class Ledger(Application[UUID]):
         assert candidate.event_type is not None
         postings = candidate.event_type.decide(candidate.data, state, terminal_id)
         check_balanced(postings)
+        account_totals(state).check(postings)
         return postings
 
     def _entries(
@@ -688,6 +691,7 @@ class Ledger(Application[UUID]):
             event_type, data = decode_data(body, entry.terminal_id)
             meta = EntryMeta(entry.position, entry.terminal_id, body.id, body.seq, body.at)
             state.apply(event_type, data, meta, entry.hash)
+            account_totals(state).add(postings_of(entry))
 
     def invalidate(self, store_id: str) -> None:
         """Forget the cached state; the next command reloads it from the log."""

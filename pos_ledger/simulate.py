@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from pos_ledger import _core
+from pos_ledger import _core, httpsig
 
 #: Share of sales per tender method in a Chinese high-street shop (rough, for demo data).
 TENDER_MIX = (("wechat", 45), ("alipay", 33), ("cash", 12), ("unionpay", 6), ("card", 4))
@@ -72,6 +72,13 @@ class Terminal:
         ).encode()
         sig = _core.ed25519_sign(self.key.seed, body)
         return {"body": body.decode(), "sig": base64.b64encode(sig).decode()}
+
+    def sign_request(self, method: str, path: str, body: bytes = b"",
+                     idempotency_key: str | None = None) -> dict[str, str]:
+        """The RFC 9421 headers of one cashier command: a fresh nonce every call, so a retry is signed
+        again (the server refuses a nonce it has seen), and the Idempotency-Key signed when given."""
+        return httpsig.sign_request(self.key.seed, self.key.terminal_id, method, path, body, int(time.time()),
+                                    idempotency_key=idempotency_key)
 
 
 def random_sale(rng: random.Random, menu: list[MenuEntry], currency: str) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import uvicorn
 
 from api.main import create_app
 from api.settings import Settings
-from pos_ledger import httpsig
 from pos_ledger.ledger import Ledger
 from pos_ledger.payments.aggregator import AggregatorProvider
 from pos_ledger.simulate import Terminal, TerminalKey
@@ -118,13 +117,14 @@ class SigningTerminal:
 
     def post(self, path: str, payload: dict[str, Any], **headers: str) -> httpx.Response:
         body = json.dumps(payload).encode()
-        signed = httpsig.sign_request(self.till.key.seed, self.terminal_id, "POST", path, body, int(time.time()))
+        key = next((value for name, value in headers.items() if name.lower() == "idempotency-key"), None)
+        others = {name: value for name, value in headers.items() if name.lower() != "idempotency-key"}
+        signed = self.till.sign_request("POST", path, body, idempotency_key=key)
         return self.client.post(path, content=body, headers={"content-type": "application/json", **signed,
-                                                              **headers})
+                                                              **others})
 
     def get(self, path: str) -> httpx.Response:
-        signed = httpsig.sign_request(self.till.key.seed, self.terminal_id, "GET", path, b"", int(time.time()))
-        return self.client.get(path, headers=signed)
+        return self.client.get(path, headers=self.till.sign_request("GET", path))
 
     def ingest(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         event = self.till.sign(event_type, data, datetime.now(UTC))

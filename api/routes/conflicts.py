@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import MANAGE, REPORTS_READ, Principal, allow
 from api.routes.members import IdPattern, loyalty
 from api.routes.stores import StoreId
 from pos_ledger.catalog.conflicts import Conflict
 from pos_ledger.errors import InvalidInput
+from pos_ledger.values import IDENTIFIER_LENGTH_MAX
 
 router = APIRouter(prefix="/v1/stores", tags=["conflicts"])
 
@@ -42,7 +43,7 @@ class ConflictOut(BaseModel):
 class PostingIn(BaseModel):
     account: str = Field(min_length=1, max_length=200)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    amount_minor: int = Field(ge=-(10**15), le=10**15)
+    amount_minor: StrictInt = Field(ge=-(10**15), le=10**15)
 
 
 class ResolveIn(BaseModel):
@@ -71,7 +72,7 @@ def list_conflicts(store_id: StoreId, request: Request, _: Annotated[Principal, 
 
 
 @router.post("/{store_id}/conflicts/{conflict_id}/resolve", response_model=ConflictOut)
-def resolve_conflict(store_id: StoreId, conflict_id: Annotated[str, Path(pattern=IdPattern)],
+def resolve_conflict(store_id: StoreId, conflict_id: Annotated[str, Path(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)],
                      payload: ResolveIn, request: Request, _: Annotated[Principal, allow(MANAGE)]) -> ConflictOut:
     postings = [(p.account, p.currency, p.amount_minor) for p in payload.postings]
     if any(sum(n for _, c, n in postings if c == cur) for cur in {c for _, c, _ in postings}):

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, StrictInt
 
 from api.auth import COUPONS_READ, COUPONS_WRITE, MANAGE, Principal, allow
 from api.routes.members import IdPattern, RefPattern, TokenOut, _public_key, loyalty
@@ -14,31 +14,32 @@ from api.routes.stores import StoreId
 from pos_ledger import _core
 from pos_ledger.catalog.coupons import BasketLine, Campaign, Coupon, coupons_of
 from pos_ledger.loyalty import BASKET_LINES_MAX, Applicable, Loyalty, store_tag
+from pos_ledger.values import IDENTIFIER_LENGTH_MAX
 
 router = APIRouter(prefix="/v1/stores", tags=["coupons"])
 
-CampaignId = Annotated[str, Path(pattern=IdPattern)]
+CampaignId = Annotated[str, Path(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)]
 #: A coupon's 32-hex id or its signed QR token (what a scanner reads).
 CouponCode = Annotated[str, Path(min_length=1, max_length=1000)]
 SVG = "image/svg+xml"
 
 
 class CampaignIn(BaseModel):
-    campaign_id: str = Field(pattern=IdPattern)
+    campaign_id: str = Field(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["cash_off", "percent_off", "gift_item"]
     valid_from: AwareDatetime
     valid_until: AwareDatetime
-    quota_total: int = Field(ge=1, le=10_000_000)
+    quota_total: StrictInt = Field(ge=1, le=10_000_000)
     issue_rule: Literal["manual", "qr_claim", "after_payment"] = "manual"
-    threshold_minor: int = Field(default=0, ge=0, le=10**15)
-    off_minor: int = Field(default=0, ge=0, le=10**15)
-    percent_basis_points: int = Field(default=0, ge=0, le=10_000)
-    cap_minor: int | None = Field(default=None, ge=0, le=10**15)
-    gift_sku: str | None = Field(default=None, pattern=IdPattern)
-    per_member_limit: int | None = Field(default=None, ge=1, le=10_000_000)
-    coupon_valid_seconds: int | None = Field(default=None, ge=60, le=10 * 366 * 86_400)
-    after_payment_min_minor: int = Field(default=0, ge=0, le=10**15)
+    threshold_minor: StrictInt = Field(default=0, ge=0, le=10**15)
+    off_minor: StrictInt = Field(default=0, ge=0, le=10**15)
+    percent_basis_points: StrictInt = Field(default=0, ge=0, le=10_000)
+    cap_minor: StrictInt | None = Field(default=None, ge=0, le=10**15)
+    gift_sku: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
+    per_member_limit: StrictInt | None = Field(default=None, ge=1, le=10_000_000)
+    coupon_valid_seconds: StrictInt | None = Field(default=None, ge=60, le=10 * 366 * 86_400)
+    after_payment_min_minor: StrictInt = Field(default=0, ge=0, le=10**15)
 
 
 class CampaignOut(CampaignIn):
@@ -47,12 +48,12 @@ class CampaignOut(CampaignIn):
 
 
 class IssueIn(BaseModel):
-    member_id: str | None = Field(default=None, pattern=IdPattern)
+    member_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
 
 
 class ClaimIn(BaseModel):
     claim_token: str = Field(min_length=1, max_length=1000)
-    member_id: str = Field(pattern=IdPattern)
+    member_id: str = Field(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
 
 
 class RedemptionOut(BaseModel):
@@ -79,8 +80,8 @@ class CouponOut(BaseModel):
 
 class LineIn(BaseModel):
     sku: str = Field(min_length=1, max_length=64)
-    qty: int = Field(ge=1, le=1_000_000)
-    unit_price_minor: int = Field(ge=0, le=10**15)
+    qty: StrictInt = Field(ge=1, le=1_000_000)
+    unit_price_minor: StrictInt = Field(ge=0, le=10**15)
 
 
 class RedeemIn(BaseModel):
@@ -88,8 +89,8 @@ class RedeemIn(BaseModel):
     #: Idempotency key; defaults to order_ref + coupon id (one write-off per order and coupon).
     redemption_id: str | None = Field(default=None, pattern=RefPattern)
     lines: list[LineIn] | None = Field(default=None, max_length=BASKET_LINES_MAX)
-    subtotal_minor: int | None = Field(default=None, ge=0, le=10**15)
-    member_id: str | None = Field(default=None, pattern=IdPattern)
+    subtotal_minor: StrictInt | None = Field(default=None, ge=0, le=10**15)
+    member_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
 
 
 class RedeemOut(BaseModel):
@@ -107,7 +108,7 @@ class VoidIn(BaseModel):
 
 
 class BestCouponIn(BaseModel):
-    member_id: str = Field(pattern=IdPattern)
+    member_id: str = Field(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
     lines: list[LineIn] = Field(min_length=1, max_length=BASKET_LINES_MAX)
 
 
@@ -205,7 +206,7 @@ def claim_coupon(store_id: StoreId, payload: ClaimIn, request: Request, _: Annot
 
 
 @router.get("/{store_id}/members/{member_id}/coupons", response_model=list[CouponOut])
-def member_coupons(store_id: StoreId, member_id: Annotated[str, Path(pattern=IdPattern)], request: Request,
+def member_coupons(store_id: StoreId, member_id: Annotated[str, Path(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)], request: Request,
                    _: Annotated[Principal, allow(COUPONS_READ)]) -> list[CouponOut]:
     service = loyalty(request)
     service.member(store_id, member_id)

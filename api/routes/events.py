@@ -15,6 +15,7 @@ from api.deps import LedgerDep
 from api.routes.stores import StoreId, TerminalId
 from pos_ledger.errors import BatchTooLarge, InvalidInput, PosLedgerError
 from pos_ledger.ledger import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, READ_EVENTS_MAX, SignedEvent
+from pos_ledger.values import JSON_DEPTH_MAX
 
 router = APIRouter(prefix="/v1/stores", tags=["events"])
 
@@ -24,12 +25,14 @@ class BodyTooLarge(PosLedgerError):
     status = 413
 
 
-class _Item(msgspec.Struct):
+# Unknown members are refused, not skipped: the schema then bounds how deep a batch can nest
+# (skipping a member recursed, and 1,000 nested arrays in one was a RecursionError).
+class _Item(msgspec.Struct, forbid_unknown_fields=True):
     body: str
     sig: str
 
 
-class _Batch(msgspec.Struct):
+class _Batch(msgspec.Struct, forbid_unknown_fields=True):
     events: list[_Item]
 
 
@@ -82,6 +85,8 @@ async def ingest(store_id: StoreId, terminal_id: TerminalId, request: Request) -
         batch = _BATCH_DECODER.decode(raw)
     except msgspec.DecodeError as error:
         raise InvalidInput(f"the request must be {{\"events\": [{{\"body\", \"sig\"}}]}}: {error}") from None
+    except RecursionError:
+        raise InvalidInput(f"JSON may nest at most {JSON_DEPTH_MAX} levels") from None
     if len(batch.events) > BATCH_EVENTS_MAX:
         raise BatchTooLarge(f"at most {BATCH_EVENTS_MAX} events per request, got {len(batch.events)}")
     events = [_signed(item) for item in batch.events]

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import MANAGE, MEMBERS_READ, MEMBERS_WRITE, OWN, PERSONAL_DATA_READ, Principal, allow
 from api.deps import LedgerDep
@@ -16,14 +16,15 @@ from pos_ledger import _core
 from pos_ledger.catalog.members import Member, members_of
 from pos_ledger.loyalty import STORE_TOKEN_TTL_S_MAX, Loyalty, store_tag
 from pos_ledger.personal import mask_phone
+from pos_ledger.values import IDENTIFIER_LENGTH_MAX, IDENTIFIER_PATTERN
 
 router = APIRouter(prefix="/v1/stores", tags=["members"])
 
-IdPattern = r"^[A-Za-z0-9_.:-]{1,64}$"
+IdPattern = IDENTIFIER_PATTERN
 RefPattern = r"^[A-Za-z0-9_.:/-]{1,100}$"
-MemberId = Annotated[str, Path(pattern=IdPattern)]
+MemberId = Annotated[str, Path(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)]
 RefPath = Annotated[str, Path(pattern=RefPattern)]
-AmountMinor = Annotated[int, Field(ge=1, le=10**15)]
+AmountMinor = Annotated[StrictInt, Field(ge=1, le=10**15)]
 SVG = "image/svg+xml"
 
 
@@ -40,25 +41,25 @@ def loyalty(request: Request) -> Loyalty:
 
 class RechargeRuleIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    paid_minor_min: int = Field(ge=0, le=10**15)
-    bonus_minor: int = Field(default=0, ge=0, le=10**15)
-    bonus_basis_points: int = Field(default=0, ge=0, le=100_000)
+    paid_minor_min: StrictInt = Field(ge=0, le=10**15)
+    bonus_minor: StrictInt = Field(default=0, ge=0, le=10**15)
+    bonus_basis_points: StrictInt = Field(default=0, ge=0, le=100_000)
 
 
 class TierRuleIn(BaseModel):
-    tier: str = Field(pattern=IdPattern)
-    points_lifetime_min: int = Field(ge=0, le=10**15)
+    tier: str = Field(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
+    points_lifetime_min: StrictInt = Field(ge=0, le=10**15)
 
 
 class ProgramIn(BaseModel):
     recharge_rules: list[RechargeRuleIn] = Field(default_factory=list, max_length=50)
     tiers: list[TierRuleIn] = Field(default_factory=list, max_length=20)
-    earn_minor_per_point: int = Field(default=100, ge=1, le=10**9)
-    point_value_minor: int = Field(default=1, ge=0, le=10**6)
+    earn_minor_per_point: StrictInt = Field(default=100, ge=1, le=10**9)
+    point_value_minor: StrictInt = Field(default=1, ge=0, le=10**6)
 
 
 class MemberIn(BaseModel):
-    member_id: str | None = Field(default=None, pattern=IdPattern)
+    member_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
     name: str = Field(default="", max_length=200)
     phone: str = Field(default="", max_length=32)
     #: Kept with name and phone in the erasable personal-data table, never in the log.
@@ -93,7 +94,7 @@ class RechargeIn(BaseModel):
     recharge_id: str = Field(default_factory=lambda: uuid.uuid4().hex, pattern=RefPattern)
     method: Literal["cash", "wechat", "alipay", "unionpay", "card"] = "cash"
     #: The till that took the money: a cash recharge goes into its drawer and shift.
-    terminal_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    terminal_id: str | None = Field(default=None, pattern=IDENTIFIER_PATTERN, max_length=IDENTIFIER_LENGTH_MAX)
 
 
 class RechargeOut(BaseModel):
@@ -133,7 +134,7 @@ class SpendOut(BaseModel):
 
 class CheckoutConfirmIn(BaseModel):
     order_ref: str = Field(pattern=RefPattern)
-    amount_minor: int = Field(ge=0, le=10**15)
+    amount_minor: StrictInt = Field(ge=0, le=10**15)
 
 
 class PointsOut(BaseModel):
@@ -144,7 +145,7 @@ class PointsOut(BaseModel):
 
 
 class PointsRedeemIn(BaseModel):
-    points: int = Field(ge=1, le=10**15)
+    points: StrictInt = Field(ge=1, le=10**15)
     order_ref: str = Field(pattern=RefPattern)
     redemption_id: str | None = Field(default=None, pattern=RefPattern)
 
@@ -159,7 +160,7 @@ class PointsRedeemOut(BaseModel):
 
 class OrderRefundIn(BaseModel):
     refund_id: str = Field(pattern=RefPattern)
-    amount_minor: int = Field(ge=0, le=10**15)
+    amount_minor: StrictInt = Field(ge=0, le=10**15)
     #: True when the refund takes back the line paid with points (the reward line).
     includes_reward_line: bool = False
 

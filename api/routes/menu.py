@@ -5,21 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import MANAGE, STORE_READ, Principal, allow
 from api.deps import LedgerDep
 from api.routes.stores import StoreId
 from pos_ledger.catalog.menu import menu_of
 from pos_ledger.errors import NotFound
+from pos_ledger.values import IDENTIFIER_LENGTH_MAX, IDENTIFIER_PATTERN
 
 router = APIRouter(prefix="/v1/stores", tags=["menu"])
-Sku = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Sku = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=IDENTIFIER_LENGTH_MAX)]
 
 
 class MenuItemIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    price_minor: int = Field(ge=0, le=10**15)
+    price_minor: StrictInt = Field(ge=0, le=10**15)
     category: str = Field(default="", max_length=100)
 
 

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import PAYMENTS_READ, PAYMENTS_WRITE, Principal, allow
 from api.deps import LedgerDep
@@ -16,11 +16,12 @@ from pos_ledger.catalog.payments import Payment, Refund, payments_of
 from pos_ledger.errors import InvalidInput
 from pos_ledger.payments.drawer import Shifts
 from pos_ledger.payments.service import Payments
+from pos_ledger.values import IDENTIFIER_LENGTH_MAX, IDENTIFIER_PATTERN
 
 router = APIRouter(prefix="/v1/stores", tags=["payments"])
 
-IdPattern = r"^[A-Za-z0-9_.:-]{1,64}$"
-PaymentId = Annotated[str, Path(pattern=IdPattern)]
+IdPattern = IDENTIFIER_PATTERN
+PaymentId = Annotated[str, Path(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)]
 SVG = "image/svg+xml"
 PNG = "image/png"
 
@@ -36,7 +37,7 @@ def shifts(request: Request) -> Shifts:
 
 
 class PaymentIn(BaseModel):
-    amount_minor: int = Field(ge=1, le=money.AMOUNT_MINOR_MAX)
+    amount_minor: StrictInt = Field(ge=1, le=money.AMOUNT_MINOR_MAX)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     order_ref: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:/-]+$")
     #: The customer's payment code the cashier scanned (customer-presented).
@@ -46,9 +47,9 @@ class PaymentIn(BaseModel):
     #: For a QR only: ask for one channel's own QR (wechat: the provider's code URL).
     channel: Literal["wechat", "alipay", "unionpay"] | None = None
     #: The till (drawer) with the back-office token; a signing terminal is its own till.
-    terminal_id: str | None = Field(default=None, pattern=IdPattern)
+    terminal_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
     #: Cash handed over; change = tendered - amount.
-    tendered_minor: int | None = Field(default=None, ge=0, le=money.AMOUNT_MINOR_MAX)
+    tendered_minor: StrictInt | None = Field(default=None, ge=0, le=money.AMOUNT_MINOR_MAX)
 
 
 class PaymentOut(BaseModel):
@@ -86,10 +87,10 @@ class OrderPaymentsOut(BaseModel):
 
 class RefundIn(BaseModel):
     #: Reuse the same id when retrying: the same refund comes back, nothing is refunded twice.
-    refund_id: str | None = Field(default=None, pattern=IdPattern)
-    amount_minor: int = Field(ge=1, le=money.AMOUNT_MINOR_MAX)
+    refund_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
+    amount_minor: StrictInt = Field(ge=1, le=money.AMOUNT_MINOR_MAX)
     reason: str = Field(default="", max_length=200)
-    terminal_id: str | None = Field(default=None, pattern=IdPattern)
+    terminal_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
 
 
 class RefundOut(BaseModel):
@@ -186,7 +187,7 @@ def payment_qr_png(store_id: StoreId, payment_id: PaymentId, request: Request) -
 
 
 class VoidIn(BaseModel):
-    terminal_id: str | None = Field(default=None, pattern=IdPattern)
+    terminal_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
 
 
 @router.post("/{store_id}/payments/{payment_id}/void", response_model=PaymentOut)

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import REPORTS_READ, SHIFTS_WRITE, Principal, allow
 from api.routes.payments import shifts
@@ -14,28 +14,29 @@ from api.routes.stores import StoreId
 from pos_ledger import money
 from pos_ledger.errors import Conflict, Forbidden, InvalidInput
 from pos_ledger.payments.drawer import Shifts
+from pos_ledger.values import IDENTIFIER_LENGTH_MAX, IDENTIFIER_PATTERN
 
 router = APIRouter(prefix="/v1/stores", tags=["shifts"])
 
-IdPattern = r"^[A-Za-z0-9_.:-]{1,64}$"
-ShiftId = Annotated[str, Path(pattern=IdPattern)]
+IdPattern = IDENTIFIER_PATTERN
+ShiftId = Annotated[str, Path(pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)]
 Report = dict[str, Any]
 
 
 class ShiftIn(BaseModel):
-    float_minor: int = Field(ge=0, le=money.AMOUNT_MINOR_MAX)
-    terminal_id: str | None = Field(default=None, pattern=IdPattern)
-    shift_id: str | None = Field(default=None, pattern=IdPattern)
+    float_minor: StrictInt = Field(ge=0, le=money.AMOUNT_MINOR_MAX)
+    terminal_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
+    shift_id: str | None = Field(default=None, pattern=IdPattern, max_length=IDENTIFIER_LENGTH_MAX)
 
 
 class CashMovementIn(BaseModel):
     kind: Literal["paid_in", "paid_out"]
-    amount_minor: int = Field(ge=1, le=money.AMOUNT_MINOR_MAX)
+    amount_minor: StrictInt = Field(ge=1, le=money.AMOUNT_MINOR_MAX)
     reason: str = Field(default="", max_length=200)
 
 
 class CloseIn(BaseModel):
-    counted_minor: int = Field(ge=0, le=money.AMOUNT_MINOR_MAX)
+    counted_minor: StrictInt = Field(ge=0, le=money.AMOUNT_MINOR_MAX)
 
 
 def _own_shift(service: Shifts, store_id: str, shift_id: str, cashier: Principal) -> None:

@@ -7,7 +7,7 @@ import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import EVENTS_READ, OWN, REPORTS_READ, STORE_READ, Principal, allow
 from api.deps import AdminDep, LedgerDep
@@ -15,16 +15,17 @@ from pos_ledger.catalog.store import ORDERS_ACCEPT_TIMEOUT_S_MAX, settings_of
 from pos_ledger.errors import InvalidInput, WeakPublicKey
 from pos_ledger.ledger import Ledger
 from pos_ledger.money import currency
+from pos_ledger.values import IDENTIFIER_LENGTH_MAX, IDENTIFIER_PATTERN
 
 router = APIRouter(prefix="/v1/stores", tags=["stores"])
 
-IdentifierPattern = r"^[A-Za-z0-9_.:-]{1,64}$"
-StoreId = Annotated[str, Path(pattern=IdentifierPattern)]
-TerminalId = Annotated[str, Path(pattern=IdentifierPattern)]
+IdentifierPattern = IDENTIFIER_PATTERN
+StoreId = Annotated[str, Path(pattern=IdentifierPattern, max_length=IDENTIFIER_LENGTH_MAX)]
+TerminalId = Annotated[str, Path(pattern=IdentifierPattern, max_length=IDENTIFIER_LENGTH_MAX)]
 
 
 class StoreIn(BaseModel):
-    store_id: str = Field(pattern=IdentifierPattern)
+    store_id: str = Field(pattern=IdentifierPattern, max_length=IDENTIFIER_LENGTH_MAX)
     name: str = Field(min_length=1, max_length=200)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     timezone: str = Field(min_length=1, max_length=64)
@@ -39,7 +40,7 @@ class StoreOut(BaseModel):
 
 
 class TerminalIn(BaseModel):
-    terminal_id: str = Field(pattern=IdentifierPattern)
+    terminal_id: str = Field(pattern=IdentifierPattern, max_length=IDENTIFIER_LENGTH_MAX)
     public_key: str = Field(min_length=1, max_length=200)
     label: str = Field(default="", max_length=200)
 
@@ -56,7 +57,7 @@ class SettingsPatch(BaseModel):
 
     model_config = {"extra": "forbid", "strict": True}
     orders_auto_accept: bool | None = None
-    orders_accept_timeout_s: int | None = Field(default=None, ge=1, le=ORDERS_ACCEPT_TIMEOUT_S_MAX)
+    orders_accept_timeout_s: StrictInt | None = Field(default=None, ge=1, le=ORDERS_ACCEPT_TIMEOUT_S_MAX)
     allow_local_webhooks: bool | None = None
 
 

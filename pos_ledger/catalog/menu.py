@@ -9,9 +9,10 @@ import msgspec
 
 from pos_ledger.events import Amount, EntryMeta, EventRejected, EventType, Posting, ShortText, register
 from pos_ledger.state import StoreState
+from pos_ledger.values import Identifier
 
 MENU_ITEMS_MAX = 5_000
-Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Sku = Identifier
 
 
 @dataclass(slots=True)

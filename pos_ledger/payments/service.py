@@ -16,6 +16,8 @@ Order of operations (why):
 * A notification must verify (signature, key serial, timestamp window) or it
   captures nothing and is logged; a replayed nonce is acknowledged and ignored; a
   duplicate callback for a captured payment changes nothing.
+* Every exchange with the provider is admitted by its guard (`guard.py`): a bounded
+  number at once and a circuit breaker, so a slow provider holds a few workers, not all.
 * Refunds of one payment are serialised in this process; the provider is
   idempotent on `out_refund_no` = our refund id, so a retry after any failure
   reuses the same id and cannot refund twice.
@@ -38,6 +40,7 @@ from pos_ledger.errors import EventRefused, InvalidInput, NotFound, PosLedgerErr
 from pos_ledger.events import EventRejected
 from pos_ledger.ledger import Ledger
 from pos_ledger.payments.codes import city_of, emv_payload, route_auth_code
+from pos_ledger.payments.guard import GuardedProvider, ProviderGuard
 from pos_ledger.payments.provider import (
     NotificationForged,
     PaymentProvider,
@@ -78,9 +81,11 @@ def _refused(rejected: EventRejected) -> EventRefused:
 
 class Payments:
     def __init__(self, ledger: Ledger, provider: PaymentProvider | None = None,
-                 notify_base_url: str = "", query_interval_s: float = QUERY_INTERVAL_S) -> None:
+                 notify_base_url: str = "", query_interval_s: float = QUERY_INTERVAL_S,
+                 guard: ProviderGuard | None = None) -> None:
         self.ledger = ledger
         self.provider = provider
+        self.guard = guard or ProviderGuard()
         self.notify_base_url = notify_base_url.rstrip("/")
         self.query_interval_s = query_interval_s
         self._nonces: OrderedDict[str, int] = OrderedDict()
@@ -100,8 +105,9 @@ class Payments:
         payment = self.payment(store_id, payment_id)
         if payment.status == "pending" and payment.method in ("qr", "code") and self.provider is not None:
             try:
-                result = self.provider.query(payment_id)
-            except (ProviderTimeout, ProviderUnavailable) as error:
+                with self.guard.admit():
+                    result = self._provider().query(payment_id)
+            except (ProviderTimeout, ProviderUnavailable) as error:  # busy or open too: the log's answer
                 log.warning("query of %s failed: %s", payment_id, error)
                 return payment
             self._settle(store_id, payment, result, "query")
@@ -129,8 +135,15 @@ class Payments:
             return self._counter(store_id, request, method, tendered_minor)
         if method not in (None, "qr", "code"):
             raise InvalidInput(f"unknown payment method {method!r}")
+        with self.guard.admit():
+            return self._create_with_provider(store_id, state.name, request, auth_code, method, channel)
+
+    def _create_with_provider(self, store_id: str, store_name: str, request: dict[str, Any],
+                              auth_code: str | None, method: str | None, channel: str | None) -> Payment:
         provider = self._provider()
-        description = f"{state.name} {order_ref}"[:127]
+        payment_id, order_ref = request["payment_id"], request["order_ref"]
+        amount_minor, currency = request["amount_minor"], request["currency"]
+        description = f"{store_name} {order_ref}"[:127]
         if auth_code is not None:
             channel = route_auth_code(auth_code)
             self._append(store_id, [("payment.requested", {**request, "method": "code", "provider": provider.name,
@@ -199,7 +212,7 @@ class Payments:
     def _provider(self) -> PaymentProvider:
         if self.provider is None:
             raise ProviderNotConfigured("no payment provider is configured on this server")
-        return self.provider
+        return GuardedProvider(self.provider, self.guard)
 
     def _query_until_known(self, payment_id: str) -> ProviderResult:
         provider = self._provider()
@@ -283,7 +296,8 @@ class Payments:
         payment = self.payment(store_id, payment_id)
         if payment.status == "pending" and payment.method in ("qr", "code"):
             try:
-                result = self._provider().close_trade(payment_id)
+                with self.guard.admit():
+                    result = self._provider().close_trade(payment_id)
             except ProviderTimeout:
                 raise ProviderUnavailable("the provider did not answer the close; retry the void") from None
             if result.outcome == "captured":
@@ -334,9 +348,10 @@ class Payments:
 
     def _provider_refund(self, payment: Payment, refund_id: str, amount_minor: int, reason: str) -> str:
         try:
-            result = self._provider().refund(payment_id=payment.payment_id, refund_id=refund_id,
-                                             amount_minor=amount_minor, total_minor=payment.amount_minor,
-                                             currency=payment.currency, reason=reason)
+            with self.guard.admit():
+                result = self._provider().refund(payment_id=payment.payment_id, refund_id=refund_id,
+                                                 amount_minor=amount_minor, total_minor=payment.amount_minor,
+                                                 currency=payment.currency, reason=reason)
         except ProviderTimeout:
             raise ProviderUnavailable("the provider did not answer the refund; retry with the same refund id") from None
         if not result.succeeded:
