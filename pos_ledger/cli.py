@@ -13,9 +13,11 @@ from typing import Annotated
 import typer
 
 from pos_ledger.payments.sandbox import DELAY_S_DEFAULT
+from projections.cli import app as projections_app
 
 app = typer.Typer(help="pos-ledger: the signed, hash-chained ledger behind smart cash registers.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(projections_app, name="projections")
 
 
 def _fail(message: str) -> typer.Exit:
