@@ -37,7 +37,6 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
         projection_service.start()
         yield
         staff_table.close()
-        staff_table.close()
         projection_service.stop()
         ledger.close()
 
@@ -62,9 +61,6 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(shifts.router)
     app.include_router(report_routes.router)
     app.include_router(projections_routes.router)
-    app.include_router(staff.router)
-    #: The back office in the browser: staff sessions (an authenticator), pages, /static.
-    staff_table = web.install(app, ledger, settings.database)
     app.include_router(staff.router)
     #: The back office in the browser: staff sessions (an authenticator), pages, /static.
     staff_table = web.install(app, ledger, settings.database)
