@@ -50,7 +50,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 From = Annotated[str | None, Query(alias="from", description="First store-local day, YYYY-MM-DD "
                                    "(default: 29 days before `to`)")]
-To = Annotated[str | None, Query(description="Last store-local day, inclusive, YYYY-MM-DD (default: today)")]
+To = Annotated[str | None, Query(alias="to", description="Last store-local day, inclusive, YYYY-MM-DD (default: today)")]
 Format = Annotated[str, Query(alias="format", description="json (default) or csv")]
 Reader = Annotated[Principal, allow(REPORTS_READ)]
 
