@@ -252,5 +252,71 @@ def audit(
         raise typer.Exit(code=1)
 
 
+staff_app = typer.Typer(help="Back-office staff accounts (owner, manager, viewer, auditor).", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+
+
+@staff_app.command("add")
+def staff_add(
+    store: Annotated[str, typer.Option(help="Store id.")],
+    username: Annotated[str, typer.Option(help="Login name, unique across the server (lower-cased).")],
+    role: Annotated[str, typer.Option(help="owner, manager, viewer or auditor.")],
+    db: Annotated[str | None, typer.Option(help="SQLite path or postgresql:// URL [env POS_LEDGER_DB].")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin instead of a prompt.")] = False,
+) -> None:
+    """Give a person access to a store's back office; the password is asked for (never an argument)."""
+    import sys
+
+    from api.settings import Settings
+    from pos_ledger.errors import PosLedgerError
+    from pos_ledger.ledger import Ledger
+    from pos_ledger.staff import StaffService
+    from pos_ledger.staff_table import StaffTable
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    settings = Settings.from_env(database=db)
+    if "://" not in settings.database and not Path(settings.database).exists():
+        raise _fail(f"no database at {settings.database}")
+    try:
+        ledger = Ledger(settings.database, settings.server_seed)
+    except Exception as error:
+        raise _fail(f"cannot open the ledger: {error}") from None
+    table = None
+    try:
+        ledger.store(store)
+        table = StaffTable(settings.database)
+        account = StaffService(table, ledger).add(store, username, password, role)
+    except PosLedgerError as error:
+        raise _fail(error.detail) from None
+    finally:
+        if table is not None:
+            table.close()
+        ledger.close()
+    typer.echo(f"staff {account.username} ({account.role}) can now log in to store {store}")
+
+
+@staff_app.command("list")
+def staff_list(
+    store: Annotated[str, typer.Option(help="Store id.")],
+    db: Annotated[str | None, typer.Option(help="SQLite path or postgresql:// URL [env POS_LEDGER_DB].")] = None,
+) -> None:
+    """The store's staff accounts and roles."""
+    from api.settings import Settings
+    from pos_ledger.staff_table import StaffTable
+
+    settings = Settings.from_env(database=db)
+    if "://" not in settings.database and not Path(settings.database).exists():
+        raise _fail(f"no database at {settings.database}")
+    table = StaffTable(settings.database)
+    try:
+        for account in table.accounts(store):
+            typer.echo(f"{account.username}\t{account.role}")
+    finally:
+        table.close()
+
+
 if __name__ == "__main__":
     app()
