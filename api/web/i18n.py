@@ -132,7 +132,6 @@ ZH: Final[dict[str, str]] = {
     "Chain length": "链长度",
     "Lag": "延迟",
     "Error": "错误",
-    "Name ": "名称",
     "Report not available yet": "报表暂不可用",
     "Saved.": "已保存。",
     "You may not see this page.": "您无权查看此页面。",
@@ -141,6 +140,13 @@ ZH: Final[dict[str, str]] = {
     "Window": "时间范围",
     "Change": "变化",
     "none": "无",
+    "Outstanding (total)": "未消费余额合计",
+    "Recharges refunded": "充值退款",
+    "Bonus voided": "作废赠送金",
+    "Redemption rate": "核销率",
+    "Revenue": "带动销售额",
+    "Outstanding now": "当前余额",
+    "In the window": "期间发生额",
 }
 
 

@@ -19,7 +19,13 @@ TREND_BUCKETS_MAX: Final = 8
 STORED_VALUE_LABELS: Final = {
     "outstanding_principal_minor": "Outstanding principal", "outstanding_bonus_minor": "Outstanding bonus",
     "recharged_minor": "Recharged", "bonus_granted_minor": "Bonus granted", "spent_minor": "Spent",
-    "refunded_minor": "Refunded",
+    "refunded_minor": "Refunded", "outstanding_minor": "Outstanding (total)",
+    "recharge_refunded_minor": "Recharges refunded", "bonus_voided_minor": "Bonus voided",
+}
+#: The campaigns report's columns (api/routes/reports.py CampaignRow), labelled for the owner.
+CAMPAIGN_RESULT_LABELS: Final = {
+    "campaign_id": "Campaign id", "name": "Name", "kind": "Kind", "issued": "Issued", "redeemed": "Redeemed",
+    "redemption_rate": "Redemption rate", "discount_minor": "Discount", "revenue_minor": "Revenue",
 }
 TOP_ITEMS: Final = 10
 
@@ -225,6 +231,7 @@ async def campaigns(ctx: PageContext) -> dict[str, Any]:
     result_rows = results.get("campaigns", results.get("rows", [])) if isinstance(results, dict) else results
     moment = today(ctx)
     return {"campaigns": found or [], "results": result_rows or [], "results_available": results is not None,
+            "result_labels": CAMPAIGN_RESULT_LABELS,
             "can_edit": ctx.principal.may("store:manage"), "exponent": exponent(ctx),
             "default_from": moment.isoformat(), "default_until": (moment + timedelta(days=30)).isoformat(),
             "store_offset": store_offset(ctx)}
