@@ -45,6 +45,7 @@ def _seed(server: LiveServer) -> httpx.Client:
     admin = httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
     add_staff(admin, STORE, "owner", "owner")
     add_staff(admin, STORE, "viewer", "viewer")
+    add_staff(admin, STORE, "auditor", "auditor")
     ok(admin.put(f"/v1/stores/{STORE}/member-program", json={"recharge_rules": [], "tiers": [
         {"tier": "silver", "points_lifetime_min": 0}, {"tier": "gold", "points_lifetime_min": 1000}]}))
     register(admin, "m1")
@@ -95,14 +96,15 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
-def login(browser: Any, seeded: Seeded, username: str = "owner", locale: str = "en-US") -> Any:
+def login(browser: Any, seeded: Seeded, username: str = "owner", locale: str = "en-US",
+          lands_on: str = "dashboard") -> Any:
     context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(seeded.url + "/")
     page.fill('input[name="username"]', username)
     page.fill('input[name="password"]', PASSWORD)
     page.click('button[type="submit"]')
-    page.wait_for_url(re.compile(r".*/stores/s1/dashboard$"))
+    page.wait_for_url(re.compile(rf".*/stores/s1/{lands_on}$"))
     return page
 
 
@@ -316,4 +318,18 @@ def test_viewer_and_chinese_labels(browser: Any, seeded: Seeded) -> None:
     nav(page, "menu")
     assert page.locator("form.api-form").count() == 0
     shot(page, "viewer-zh-menu")
+    page.context.close()
+
+
+def test_audit_page(browser: Any, seeded: Seeded) -> None:
+    page = login(browser, seeded, "auditor", lands_on="audit")
+    assert [page.locator("nav a").nth(i).get_attribute("data-nav") for i in range(page.locator("nav a").count())] \
+        == ["menu", "audit"]
+    chain = ok(seeded.admin.get(f"/v1/stores/{STORE}/chain"))
+    assert int(page.locator('[data-testid="chain-length"]').get_attribute("data-value")) == chain["length"]
+    assert page.locator('[data-testid="chain-head"]').inner_text() == chain["head"]
+    assert "staff.added" in page.locator('[data-testid="audit-entries"]').inner_text()
+    shot(page, "audit")
+    page.goto(seeded.url + f"/stores/{STORE}/dashboard")
+    assert page.locator('[data-testid="error-message"]').is_visible()
     page.context.close()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.auth import COUPONS_READ, COUPONS_WRITE, MANAGE, Principal, allow
+from api.limits import body_limit, problems
 from api.routes.members import IdPattern, RefPattern, TokenOut, _public_key, loyalty
 from api.routes.stores import StoreId
 from pos_ledger import _core
@@ -181,14 +182,20 @@ def get_campaign(store_id: StoreId, campaign_id: CampaignId, request: Request, _
     return campaign_out(loyalty(request).campaign(store_id, campaign_id))
 
 
-@router.post("/{store_id}/campaigns/{campaign_id}/pause", response_model=CampaignOut)
+_PAUSE_PROBLEMS = problems({401: "No credential", 403: "Needs store:manage for this store",
+                            404: "No such store or campaign", 413: "Body over 1 KiB", 422: "Bad input"})
+
+
+@router.post("/{store_id}/campaigns/{campaign_id}/pause", response_model=CampaignOut,
+             dependencies=[body_limit(1024)], responses=_PAUSE_PROBLEMS)
 def pause_campaign(store_id: StoreId, campaign_id: CampaignId, payload: PauseIn, request: Request,
                    _: Annotated[Principal, allow(MANAGE)]) -> CampaignOut:
     """Stop issuing (manual, QR claim, after payment) until resumed; a `campaign.paused` event."""
     return campaign_out(loyalty(request).pause_campaign(store_id, campaign_id, payload.reason))
 
 
-@router.post("/{store_id}/campaigns/{campaign_id}/resume", response_model=CampaignOut)
+@router.post("/{store_id}/campaigns/{campaign_id}/resume", response_model=CampaignOut,
+             dependencies=[body_limit(1024)], responses=_PAUSE_PROBLEMS)
 def resume_campaign(store_id: StoreId, campaign_id: CampaignId, request: Request,
                     _: Annotated[Principal, allow(MANAGE)]) -> CampaignOut:
     """Issue again; a `campaign.resumed` event."""

@@ -8,16 +8,17 @@ shows who was given access. A password is never echoed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import OWN, Principal, allow
 from api.deps import LedgerDep
+from api.limits import body_limit, problems
 from api.routes.stores import StoreId
-from api.web.session import BodyTooLarge, staff_service
+from api.web.session import staff_service
 from pos_ledger.catalog.staff import USERNAME_PATTERN
 from pos_ledger.staff import PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, Account
 
@@ -27,33 +28,9 @@ STAFF_BODY_BYTES_MAX: Final = 4 * 1024
 Username = Annotated[str, Path(pattern=USERNAME_PATTERN)]
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-
-
-def _problems(**described: str) -> dict[int | str, dict[str, Any]]:
-    content = {"application/problem+json": {"schema": Problem.model_json_schema()}}
-    return {int(code.lstrip("_")): {"description": text, "content": content} for code, text in described.items()}
-
-
-_COMMON: Final = {"_401": "No credential, or not a valid one",
-                  "_403": "Not the admin token nor the store's owner (or a session without its CSRF token)",
-                  "_404": "No such store"}
-
-
-async def limit_body(request: Request) -> None:
-    """Refuse a body over STAFF_BODY_BYTES_MAX before it is parsed (413 problem)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > STAFF_BODY_BYTES_MAX):
-        raise BodyTooLarge(f"a staff request is at most {STAFF_BODY_BYTES_MAX} bytes")
-    if len(await request.body()) > STAFF_BODY_BYTES_MAX:
-        raise BodyTooLarge(f"a staff request is at most {STAFF_BODY_BYTES_MAX} bytes")
+_COMMON: Final = {401: "No credential, or not a valid one",
+                  403: "Not the admin token nor the store's owner (or a session without its CSRF token)",
+                  404: "No such store"}
 
 
 class StaffIn(BaseModel):
@@ -76,10 +53,11 @@ def staff_out(account: Account) -> StaffOut:
                     created_at=datetime.fromtimestamp(account.created_at, UTC))
 
 
-@router.post("/{store_id}/staff", status_code=201, response_model=StaffOut, dependencies=[Depends(limit_body)],
-             responses=_problems(**_COMMON, _409="The username is taken (usernames are unique server-wide)",
-                                 _413="Body over 4 KiB", _422="Bad username, password (8-1024 characters) "
-                                 "or role"))
+@router.post("/{store_id}/staff", status_code=201, response_model=StaffOut,
+             dependencies=[body_limit(STAFF_BODY_BYTES_MAX)],
+             responses=problems({**_COMMON, 409: "The username is taken (usernames are unique server-wide)",
+                                 413: "Body over 4 KiB", 422: "Bad username, password (8-1024 characters) "
+                                 "or role"}))
 async def add_staff(store_id: StoreId, payload: StaffIn, request: Request, ledger: LedgerDep,
                     _: Annotated[Principal, allow(OWN)]) -> StaffOut:
     """Give a person access to the store's back office; appends `staff.added` (no password) to the log."""
@@ -89,7 +67,7 @@ async def add_staff(store_id: StoreId, payload: StaffIn, request: Request, ledge
     return staff_out(account)
 
 
-@router.get("/{store_id}/staff", response_model=list[StaffOut], responses=_problems(**_COMMON))
+@router.get("/{store_id}/staff", response_model=list[StaffOut], responses=problems(_COMMON))
 async def list_staff(store_id: StoreId, request: Request, ledger: LedgerDep,
                      _: Annotated[Principal, allow(OWN)]) -> list[StaffOut]:
     await run_in_threadpool(ledger.store, store_id)
@@ -97,7 +75,7 @@ async def list_staff(store_id: StoreId, request: Request, ledger: LedgerDep,
 
 
 @router.delete("/{store_id}/staff/{username}", status_code=204,
-               responses=_problems(**{**_COMMON, "_404": "No such store or staff member"}))
+               responses=problems({**_COMMON, 404: "No such store or staff member"}))
 async def remove_staff(store_id: StoreId, username: Username, request: Request, ledger: LedgerDep,
                        _: Annotated[Principal, allow(OWN)]) -> Response:
     """Take access away: the account and its sessions end; appends `staff.removed`."""

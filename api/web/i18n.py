@@ -147,6 +147,13 @@ ZH: Final[dict[str, str]] = {
     "Revenue": "带动销售额",
     "Outstanding now": "当前余额",
     "In the window": "期间发生额",
+    "Audit trail": "审计日志",
+    "Latest entries": "最新记录",
+    "Type": "类型",
+    "Terminal": "终端",
+    "At": "时间",
+    "Data": "内容",
+    "Hash": "哈希",
 }
 
 

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.limits import BodyTooLarge
 from api.web.i18n import language, translator
 from api.web.pages import error_page, landing, login_redirect, render
 from api.web.session import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    BodyTooLarge,
     CsrfRejected,
     check_csrf,
     current_session,

@@ -135,8 +135,9 @@ def landing(session: Session) -> str:
     """Where a login lands: the store's first page the role may see (the dashboard for most)."""
     if session.store_id is None:
         return "/stores"
-    pages = nav_for(principal_of(session), session.store_id)
-    slug = pages[0].slug if pages else NAV[0].slug
+    pages = [p.slug for p in nav_for(principal_of(session), session.store_id)]
+    # An auditor reads the log, not the shop's figures: straight to the audit trail.
+    slug = "audit" if session.role == "auditor" and "audit" in pages else (pages[0] if pages else NAV[0].slug)
     return f"/stores/{quote(session.store_id)}/{slug}"
 
 

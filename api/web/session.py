@@ -17,7 +17,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ROLE_CAPABILITIES, STORE_CAPABILITIES, Principal
-from pos_ledger.errors import Forbidden, InvalidInput, PosLedgerError
+from api.limits import BodyTooLarge
+from pos_ledger.errors import Forbidden, InvalidInput
 from pos_ledger.staff import Session, StaffService
 
 SESSION_COOKIE: Final = "pos_session"
@@ -33,11 +34,6 @@ FORM_FIELDS_MAX: Final = 200
 
 class CsrfRejected(Forbidden):
     slug = "csrf-token-invalid"
-
-
-class BodyTooLarge(PosLedgerError):
-    slug = "body-too-large"
-    status = 413
 
 
 def staff_service(request: Request) -> StaffService:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from api.auth import COUPONS_READ, MEMBERS_READ, REPORTS_READ, STORE_READ
+from api.auth import COUPONS_READ, EVENTS_READ, MEMBERS_READ, REPORTS_READ, STORE_READ
 from api.web.pages import PageContext, format_money, page
 
 SHIFT_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -281,3 +282,24 @@ async def shifts(ctx: PageContext) -> dict[str, Any]:
 async def projections(ctx: PageContext) -> dict[str, Any]:
     found = await ctx.api(f"/v1/stores/{ctx.store_id}/projections")
     return {"projections": found if isinstance(found, list) else [], "available": found is not None}
+
+
+#: Entries the audit page shows (the newest); the whole log is `pos-ledger audit` / the events API.
+AUDIT_ENTRIES: Final = 50
+
+
+@page("audit", "Audit trail", EVENTS_READ)
+async def audit(ctx: PageContext) -> dict[str, Any]:
+    chain = await ctx.api(f"/v1/stores/{ctx.store_id}/chain") or {"head": "", "length": 0}
+    after = max(0, int(chain["length"]) - AUDIT_ENTRIES)
+    entries = await ctx.api(f"/v1/stores/{ctx.store_id}/events", after=after, limit=AUDIT_ENTRIES) or []
+    shown = []
+    for entry in reversed(entries):
+        try:
+            body = json.loads(entry["body"])
+        except ValueError:
+            body = {}
+        shown.append({"position": entry["position"], "terminal_id": entry["terminal_id"],
+                      "type": body.get("type", "?"), "at": str(body.get("at", ""))[:19].replace("T", " "), "hash": entry["hash"],
+                      "data": json.dumps(body.get("data", {}), ensure_ascii=False)[:160]})
+    return {"chain": chain, "entries": shown}
