@@ -259,7 +259,7 @@ app.add_typer(staff_app, name="staff")
 @staff_app.command("add")
 def staff_add(
     store: Annotated[str, typer.Option(help="Store id.")],
-    username: Annotated[str, typer.Option(help="Login name, unique across the server (lower-cased).")],
+    username: Annotated[str, typer.Option(help="Login name, unique in the store (lower-cased).")],
     role: Annotated[str, typer.Option(help="owner, manager, viewer or auditor.")],
     db: Annotated[str | None, typer.Option(help="SQLite path or postgresql:// URL [env POS_LEDGER_DB].")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin instead of a prompt.")] = False,

@@ -2,10 +2,12 @@
 
 Decisions, written down once:
 
-* **Usernames are unique across the server** (lower-cased on the way in), so a
-  shop owner logs in with a username and a password only; the account names its
-  store. `admin` is reserved: logging in as `admin` with the admin token as the
-  password opens an admin session (every store).
+* **A username is unique in its store** (lower-cased on the way in). The login
+  form asks for the username and password only: the store is found from the
+  account. Only when the same username *and* password open accounts in several
+  stores is the store asked for (`StoreRequired`). `admin` is reserved: logging
+  in as `admin` with the admin token as the password opens an admin session
+  (every store).
 * **Passwords**: at least `PASSWORD_CHARS_MIN` characters, hashed with argon2id
   (argon2-cffi's defaults: RFC 9106 low-memory profile); never stored, logged or
   echoed. A hash made with older parameters is rehashed at the next login.
@@ -44,6 +46,8 @@ SESSION_TTL_S: Final = 12 * 3600
 FAILURE_WINDOW_S: Final = 15 * 60
 FAILURES_PER_USERNAME_MAX: Final = 5
 FAILURES_PER_ADDRESS_MAX: Final = 20
+#: Accounts of one username a login tries (one argon2 verification each) when no store is given.
+LOGIN_CANDIDATES_MAX: Final = 5
 _USERNAME: Final = re.compile(USERNAME_PATTERN)
 _HASHER: Final = PasswordHasher()
 #: Verified against when the username is unknown, so both answers take as long.
@@ -81,18 +85,25 @@ class StaffNotFound(NotFound):
     slug = "staff-not-found"
 
 
+class StoreRequired(InvalidInput):
+    """The username and password open accounts in several stores: which one?"""
+
+    slug = "store-required"
+
+
 class StaffRepository(Protocol):
     """What the service needs from the table (pos_ledger.staff_table.StaffTable)."""
 
     def insert_account(self, account: Account) -> None: ...
-    def delete_account(self, username: str) -> None: ...
-    def account(self, username: str) -> Account | None: ...
+    def delete_account(self, store_id: str, username: str) -> None: ...
+    def account(self, store_id: str, username: str) -> Account | None: ...
+    def accounts_named(self, username: str, limit: int) -> list[Account]: ...
     def accounts(self, store_id: str) -> list[Account]: ...
-    def update_password_hash(self, username: str, password_hash: str) -> None: ...
+    def update_password_hash(self, store_id: str, username: str, password_hash: str) -> None: ...
     def insert_session(self, token_sha256: str, session: Session, now: int) -> None: ...
     def session(self, token_sha256: str, now: int) -> Session | None: ...
     def revoke_session(self, token_sha256: str, now: int) -> None: ...
-    def revoke_sessions_of(self, username: str, now: int) -> int: ...
+    def revoke_sessions_of(self, store_id: str, username: str, now: int) -> int: ...
     def failures(self, key: str, window_s: int, now: int) -> tuple[int, int]: ...
     def record_failure(self, key: str, window_s: int, now: int) -> int: ...
     def clear_failures(self, key: str) -> None: ...
@@ -125,6 +136,13 @@ def check_role(role: str) -> None:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
 
 
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_HASHER.verify(password_hash, password))
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -154,28 +172,31 @@ class StaffService:
             self.ledger.append_server_events(store_id, [("staff.added", {"username": name, "role": role})])
         except BaseException:
             # The log is the audit trail: no account without its staff.added.
-            self.table.delete_account(name)
+            self.table.delete_account(store_id, name)
             raise
         return account
 
     def remove(self, store_id: str, username: str) -> None:
-        account = self.table.account(username.strip().lower())
-        if account is None or account.store_id != store_id:
+        account = self.table.account(store_id, username.strip().lower())
+        if account is None:
             raise StaffNotFound(f"no staff member {username!r} in store {store_id!r}")
         self.ledger.append_server_events(store_id, [("staff.removed", {"username": account.username})])
-        self.table.delete_account(account.username)
+        self.table.delete_account(store_id, account.username)
 
     def accounts(self, store_id: str) -> list[Account]:
         return self.table.accounts(store_id)
 
     def login(self, username: str, password: str, address: str, admin_token: str,
-              now: int | None = None) -> Opened:
-        """A new session for a correct password; Unauthorized / LoginThrottled otherwise."""
+              now: int | None = None, store_id: str = "") -> Opened:
+        """A new session for a correct password; Unauthorized / LoginThrottled / StoreRequired otherwise.
+
+        `store_id` is optional: without it every account of that username is tried.
+        """
         moment = int(now or time.time())
         name = username.strip().lower()[:PASSWORD_CHARS_MAX]
         keys = (f"user:{name}", f"addr:{address}")
         self._refuse_when_throttled(keys, moment)
-        session = self._verify(name, password, admin_token, moment)
+        session = self._verify(name, password, admin_token, moment, store_id.strip()[:64])
         if session is None:
             for key in keys:
                 self.table.record_failure(key, FAILURE_WINDOW_S, moment)
@@ -193,22 +214,27 @@ class StaffService:
                 raise LoginThrottled(f"too many failed logins; try again in {retry_after_s} s",
                                      retry_after_s=retry_after_s)
 
-    def _verify(self, name: str, password: str, admin_token: str, now: int) -> Session | None:
+    def _verify(self, name: str, password: str, admin_token: str, now: int, store_id: str) -> Session | None:
         csrf = secrets.token_urlsafe(32)
         expires = now + SESSION_TTL_S
         if name == ADMIN_USERNAME:
             if admin_token and hmac.compare_digest(password.encode(), admin_token.encode()):
                 return Session(ADMIN_USERNAME, None, "admin", csrf, token_digest(admin_token), expires)
             return None
-        account = self.table.account(name)
-        try:
-            _HASHER.verify(account.password_hash if account else _DUMMY_HASH, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        candidates = self.table.accounts_named(name, LOGIN_CANDIDATES_MAX)
+        if store_id:
+            candidates = [a for a in candidates if a.store_id == store_id]
+        matched = [a for a in candidates if _password_matches(a.password_hash, password)]
+        if not candidates:
+            _password_matches(_DUMMY_HASH, password)  # as slow as a real account
+        if not matched:
             return None
-        if account is None:
-            return None
+        if len(matched) > 1:
+            raise StoreRequired("this username and password open accounts in several stores: give the store",
+                                stores=[a.store_id for a in matched])
+        account = matched[0]
         if _HASHER.check_needs_rehash(account.password_hash):
-            self.table.update_password_hash(account.username, _HASHER.hash(password))
+            self.table.update_password_hash(account.store_id, account.username, _HASHER.hash(password))
         return Session(account.username, account.store_id, account.role, csrf, "", expires)
 
     def session(self, token: str, admin_token: str, now: int | None = None) -> Session | None:

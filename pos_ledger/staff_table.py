@@ -20,14 +20,14 @@ from pos_ledger.storage import persistence_env
 
 _CREATE: Final = (
     "CREATE TABLE IF NOT EXISTS staff_accounts ("
-    "username TEXT PRIMARY KEY, store_id TEXT NOT NULL, role TEXT NOT NULL, "
-    "password_hash TEXT NOT NULL, created_at BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS staff_accounts_store ON staff_accounts (store_id)",
+    "username TEXT NOT NULL, store_id TEXT NOT NULL, role TEXT NOT NULL, "
+    "password_hash TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (store_id, username))",
+    "CREATE INDEX IF NOT EXISTS staff_accounts_username ON staff_accounts (username)",
     "CREATE TABLE IF NOT EXISTS staff_sessions ("
     "token_sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, store_id TEXT, role TEXT NOT NULL, "
     "csrf_token TEXT NOT NULL, proof TEXT NOT NULL, created_at BIGINT NOT NULL, "
     "expires_at BIGINT NOT NULL, revoked_at BIGINT)",
-    "CREATE INDEX IF NOT EXISTS staff_sessions_user ON staff_sessions (username)",
+    "CREATE INDEX IF NOT EXISTS staff_sessions_user ON staff_sessions (store_id, username)",
     "CREATE TABLE IF NOT EXISTS staff_login_failures ("
     "key TEXT PRIMARY KEY, failures BIGINT NOT NULL, window_started_at BIGINT NOT NULL)",
 )
@@ -96,26 +96,36 @@ class StaffTable:
                            account.created_at))
         except Exception as error:
             if _is_unique_violation(error):
-                raise AlreadyExists(f"the username {account.username!r} is taken") from None
+                raise AlreadyExists(f"store {account.store_id!r} has a staff member {account.username!r}") from None
             raise
 
-    def delete_account(self, username: str) -> None:
-        self._execute("DELETE FROM staff_accounts WHERE username = ?", (username,))
-        self._execute("UPDATE staff_sessions SET revoked_at = created_at WHERE username = ? "
-                      "AND revoked_at IS NULL", (username,))
+    def delete_account(self, store_id: str, username: str) -> None:
+        """The account goes and its sessions end (one transaction)."""
+        with self._cursor() as cursor:
+            cursor.execute(self._sql("DELETE FROM staff_accounts WHERE store_id = ? AND username = ?"),
+                           (store_id, username))
+            cursor.execute(self._sql("UPDATE staff_sessions SET revoked_at = created_at WHERE store_id = ? "
+                                     "AND username = ? AND revoked_at IS NULL"), (store_id, username))
 
-    def account(self, username: str) -> Account | None:
+    def account(self, store_id: str, username: str) -> Account | None:
         rows = self._rows("SELECT username, store_id, role, password_hash, created_at FROM staff_accounts "
-                          "WHERE username = ?", (username,))
+                          "WHERE store_id = ? AND username = ?", (store_id, username))
         return Account(*rows[0]) if rows else None
+
+    def accounts_named(self, username: str, limit: int) -> list[Account]:
+        """The accounts with this username, in any store (at most `limit`, by store)."""
+        rows = self._rows("SELECT username, store_id, role, password_hash, created_at FROM staff_accounts "
+                          "WHERE username = ? ORDER BY store_id LIMIT ?", (username, limit))
+        return [Account(*row) for row in rows]
 
     def accounts(self, store_id: str) -> list[Account]:
         rows = self._rows("SELECT username, store_id, role, password_hash, created_at FROM staff_accounts "
                           "WHERE store_id = ? ORDER BY username", (store_id,))
         return [Account(*row) for row in rows]
 
-    def update_password_hash(self, username: str, password_hash: str) -> None:
-        self._execute("UPDATE staff_accounts SET password_hash = ? WHERE username = ?", (password_hash, username))
+    def update_password_hash(self, store_id: str, username: str, password_hash: str) -> None:
+        self._execute("UPDATE staff_accounts SET password_hash = ? WHERE store_id = ? AND username = ?",
+                      (password_hash, store_id, username))
 
     # ---- sessions ----
 
@@ -142,9 +152,9 @@ class StaffTable:
         self._execute("UPDATE staff_sessions SET revoked_at = ? WHERE token_sha256 = ? AND revoked_at IS NULL",
                       (now, token_sha256))
 
-    def revoke_sessions_of(self, username: str, now: int) -> int:
-        return self._execute("UPDATE staff_sessions SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
-                             (now, username))
+    def revoke_sessions_of(self, store_id: str, username: str, now: int) -> int:
+        return self._execute("UPDATE staff_sessions SET revoked_at = ? WHERE store_id = ? AND username = ? "
+                             "AND revoked_at IS NULL", (now, store_id, username))
 
     def purge_sessions(self, now: int) -> None:
         self._execute("DELETE FROM staff_sessions WHERE expires_at <= ?", (now,))

@@ -36,14 +36,24 @@ def test_admin_creates_staff_and_the_log_shows_who_got_access(shop: tuple[Client
     assert PASSWORD not in all_events and "argon2" not in all_events
     table = StaffTable(live_server.settings.database)
     try:
-        account = table.account("ann")
+        account = table.account(STORE, "ann")
     finally:
         table.close()
     assert account is not None and account.password_hash.startswith("$argon2id$")
-    # Usernames are unique server-wide, whatever the case.
+    # A username is unique in its store, whatever the case; another store may have its own "ann".
     assert admin.post(f"/v1/stores/{STORE}/staff", json={"username": "ANN", "password": PASSWORD,
                                                          "role": "viewer"}).status_code == 409
     assert len(staff_events(admin)) == 1
+    ok(admin.post("/v1/stores", json={"store_id": "s2", "name": "Other", "currency": "CNY",
+                                      "timezone": "Asia/Shanghai"}), 201)
+    add_staff(admin, "s2", "ann", "viewer", password="another password")
+    with httpx.Client(base_url=live_server.url) as browser:
+        # Each password opens its own store's account; the form needs no store.
+        first = browser.post("/login", data={"username": "ann", "password": PASSWORD})
+        assert first.headers["location"] == f"/stores/{STORE}/dashboard"
+    with httpx.Client(base_url=live_server.url) as browser:
+        second = browser.post("/login", data={"username": "ann", "password": "another password"})
+        assert second.headers["location"] == "/stores/s2/dashboard"
     listed = ok(admin.get(f"/v1/stores/{STORE}/staff"))
     assert [(s["username"], s["role"]) for s in listed] == [("ann", "owner")]
 
@@ -108,7 +118,7 @@ def test_cli_staff_add_reads_the_password_from_stdin(shop: tuple[Client, Termina
     assert [(s["username"], s["role"]) for s in ok(admin.get(f"/v1/stores/{STORE}/staff"))] == [("clerk", "manager")]
     again = runner.invoke(cli, ["staff", "add", "--db", database, "--store", STORE, "--username", "clerk",
                                 "--role", "manager", "--password-stdin"], input=PASSWORD + "\n")
-    assert again.exit_code != 0 and "taken" in again.output and "Traceback" not in again.output
+    assert again.exit_code != 0 and "has a staff member" in again.output and "Traceback" not in again.output
     bad_role = runner.invoke(cli, ["staff", "add", "--db", database, "--store", STORE, "--username", "z",
                                    "--role", "boss", "--password-stdin"], input=PASSWORD + "\n")
     assert bad_role.exit_code != 0 and "role" in bad_role.output

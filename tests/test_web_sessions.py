@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.web.i18n import LANGUAGES, language
-from pos_ledger.errors import InvalidInput, Unauthorized
+from pos_ledger.errors import AlreadyExists, InvalidInput, Unauthorized
 from pos_ledger.ledger import Ledger
 from pos_ledger.simulate import Client, Terminal
 from pos_ledger.staff import FAILURES_PER_USERNAME_MAX, LoginThrottled, StaffService, normalise_username
@@ -119,6 +119,28 @@ def test_a_viewer_changes_nothing_and_staff_see_only_their_store(shop: tuple[Cli
     browser.close()
 
 
+def test_the_store_is_asked_only_when_username_and_password_open_two_stores(
+        shop: tuple[Client, Terminal], admin: httpx.Client, live_server: LiveServer) -> None:
+    ok(admin.post("/v1/stores", json={"store_id": "s2", "name": "Other", "currency": "CNY",
+                                      "timezone": "Asia/Shanghai"}), 201)
+    add_staff(admin, STORE, "sam", "owner")
+    add_staff(admin, "s2", "sam", "viewer")
+    with httpx.Client(base_url=live_server.url) as browser:
+        ambiguous = browser.post("/login", data={"username": "sam", "password": PASSWORD})
+        assert ambiguous.status_code == 409 and 'name="store"' in ambiguous.text
+        assert "pos_session" not in ambiguous.headers.get("set-cookie", "")
+        chosen = browser.post("/login", data={"username": "sam", "password": PASSWORD, "store": "s2"})
+        assert chosen.headers["location"] == "/stores/s2/dashboard"
+        token = csrf_of(browser, "/stores/s2/menu")
+        # The s2 viewer is not the s1 owner: nothing of s1, nothing changed in s2.
+        assert browser.get(f"/v1/stores/{STORE}/menu").status_code == 403
+        assert browser.put("/v1/stores/s2/menu/X", json={"name": "x", "price_minor": 1},
+                           headers={"x-csrf-token": token}).status_code == 403
+    with httpx.Client(base_url=live_server.url) as browser:
+        wrong_store = browser.post("/login", data={"username": "sam", "password": PASSWORD, "store": "s3"})
+        assert wrong_store.status_code == 401
+
+
 def test_logout_revokes_the_session(shop: tuple[Client, Terminal], admin: httpx.Client,
                                     live_server: LiveServer) -> None:
     add_staff(admin, STORE, "ann", "owner")
@@ -193,6 +215,8 @@ def test_login_service_on_the_real_table(tmp_path: Path) -> None:
         ledger.open_store("s9", "Shop", "CNY", "Asia/Shanghai")
         service = StaffService(table, ledger)
         service.add("s9", "Zoe", PASSWORD, "viewer", now=1_000)
+        with pytest.raises(AlreadyExists):
+            service.add("s9", "zoe", PASSWORD, "owner", now=1_000)
         opened = service.login("zoe", PASSWORD, "10.0.0.1", "admin-token", now=1_000)
         assert service.session(opened.token, "admin-token", now=1_001) == opened.session
         assert service.session(opened.token, "admin-token", now=1_000 + 12 * 3600) is None  # expired

@@ -35,7 +35,7 @@ _COMMON: Final = {401: "No credential, or not a valid one",
 
 class StaffIn(BaseModel):
     model_config = {"extra": "forbid"}
-    #: Unique across the server (lower-cased): the login form asks for nothing else.
+    #: Unique in the store (lower-cased); the login form finds the store from the account.
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=PASSWORD_CHARS_MIN, max_length=PASSWORD_CHARS_MAX)
     role: Literal["owner", "manager", "viewer", "auditor"]
@@ -55,7 +55,7 @@ def staff_out(account: Account) -> StaffOut:
 
 @router.post("/{store_id}/staff", status_code=201, response_model=StaffOut,
              dependencies=[body_limit(STAFF_BODY_BYTES_MAX)],
-             responses=problems({**_COMMON, 409: "The username is taken (usernames are unique server-wide)",
+             responses=problems({**_COMMON, 409: "The store has a staff member of that username",
                                  413: "Body over 4 KiB", 422: "Bad username, password (8-1024 characters) "
                                  "or role"}))
 async def add_staff(store_id: StoreId, payload: StaffIn, request: Request, ledger: LedgerDep,

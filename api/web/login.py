@@ -26,7 +26,7 @@ from api.web.session import (
     staff_service,
 )
 from pos_ledger.errors import InvalidInput, Unauthorized
-from pos_ledger.staff import SESSION_TTL_S, LoginThrottled
+from pos_ledger.staff import SESSION_TTL_S, LoginThrottled, StoreRequired
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF_TTL_S: Final = 3600
@@ -48,10 +48,11 @@ async def root(request: Request) -> Response:
 
 
 def _login_page(request: Request, error: str = "", status: int = 200, username: str = "",
-                next_path: str = "") -> Response:
+                next_path: str = "", store: str = "", ask_store: bool = False) -> Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
     response = render(request, "login.html", {"error": error, "csrf_token": token, "username": username,
-                                              "next": next_path}, status_code=status)
+                                              "next": next_path, "store": store,
+                                              "ask_store": ask_store or bool(store)}, status_code=status)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=LOGIN_CSRF_TTL_S, httponly=True, samesite="lax",
                         secure=is_https(request), path="/login")
     return response
@@ -73,6 +74,7 @@ async def login(request: Request) -> Response:
     except (BodyTooLarge, InvalidInput) as error:
         return _login_page(request, error.detail, error.status)
     username, password = form.get("username", ""), form.get("password", "")
+    store = form.get("store", "").strip()[:64]
     next_path = _safe_next(form.get("next", ""))
     supplied = form.get(CSRF_FIELD)
     # The form's token is checked against its cookie when a browser sent both; a cross-site
@@ -80,20 +82,23 @@ async def login(request: Request) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not same_origin(request) or (supplied is not None and (not expected or
                                                               not secrets.compare_digest(supplied, expected))):
-        return _login_page(request, t("The form expired; please try again."), 403, username, next_path)
+        return _login_page(request, t("The form expired; please try again."), 403, username, next_path, store)
     address = request.client.host if request.client else "unknown"
     service = staff_service(request)
     admin_token = request.app.state.settings.admin_token
     try:
-        opened = await run_in_threadpool(service.login, username, password, address, admin_token)
+        opened = await run_in_threadpool(service.login, username, password, address, admin_token, None, store)
+    except StoreRequired:
+        return _login_page(request, t("This username is in several stores: which store?"), 409, username,
+                           next_path, store, ask_store=True)
     except LoginThrottled as throttled:
         seconds = int(throttled.extensions.get("retry_after_s", 60))  # type: ignore[call-overload]
         response = _login_page(request, t("Too many failed logins. Try again in {seconds} s.", seconds=seconds),
-                               429, username, next_path)
+                               429, username, next_path, store)
         response.headers["retry-after"] = str(seconds)
         return response
     except Unauthorized:
-        return _login_page(request, t("Wrong username or password."), 401, username, next_path)
+        return _login_page(request, t("Wrong username or password."), 401, username, next_path, store)
     response = RedirectResponse(next_path or landing(opened.session), status_code=303)
     response.set_cookie(SESSION_COOKIE, opened.token, max_age=SESSION_TTL_S, httponly=True, samesite="lax",
                         secure=is_https(request), path="/")
