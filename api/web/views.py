@@ -86,42 +86,45 @@ def rows(report: Any) -> list[dict[str, Any]]:
     return list(report.get("rows", [])) if isinstance(report, dict) else []
 
 
+def day_totals(report: Any, key: str) -> dict[str, int]:
+    found = report.get(key, {}) if isinstance(report, dict) else {}
+    return {k: int(found.get(k, 0) or 0) for k in ("orders", "items", "net_minor", "average_ticket_minor")}
+
+
 @page("dashboard", "Dashboard", REPORTS_READ)
 async def dashboard(ctx: PageContext) -> dict[str, Any]:
     day = query_date(ctx, "date", today(ctx))
-    last = day - timedelta(days=7)
-    by_hour, last_by_hour, methods, items, menu = await asyncio.gather(
-        sales(ctx, day, day, "hour"), sales(ctx, last, last, "hour"), sales(ctx, day, day, "method"),
-        sales(ctx, day, day, "item"), ctx.api(f"/v1/stores/{ctx.store_id}/menu"))
-    now, before = totals(by_hour), totals(last_by_hour)
-    average = (now["net_minor"] + now["orders"] // 2) // now["orders"] if now["orders"] else 0
-    average_before = (before["net_minor"] + before["orders"] // 2) // before["orders"] if before["orders"] else 0
+    path = f"/v1/stores/{ctx.store_id}/reports/dashboard"
+    # The same weekday last week is in the day's answer; its hours need that day's answer too.
+    report, last_report = await asyncio.gather(ctx.api(path, date=day.isoformat()),
+                                               ctx.api(path, date=(day - timedelta(days=7)).isoformat()))
+    now, before = day_totals(report, "today"), day_totals(report, "same_weekday_last_week")
     hours = [f"{h:02d}" for h in range(24)]
-    today_net = {str(r["key"]): r.get("net_minor", 0) for r in rows(by_hour)}
-    last_net = {str(r["key"]): r.get("net_minor", 0) for r in rows(last_by_hour)}
-    names = {i["sku"]: i["name"] for i in menu or []}
-    top = sorted(rows(items), key=lambda r: (-int(r.get("net_minor", 0)), str(r.get("key"))))[:TOP_ITEMS]
+    by_hour = {str(r["hour"]): r.get("net_minor", 0) for r in (report or {}).get("by_hour", [])}
+    last_by_hour = {str(r["hour"]): r.get("net_minor", 0) for r in (last_report or {}).get("by_hour", [])}
+    methods = (report or {}).get("method_mix", [])
     return {
-        "day": day, "available": by_hour is not None,
-        "net_minor": now["net_minor"], "orders": now["orders"], "average_minor": average,
-        "last_net_minor": before["net_minor"], "last_orders": before["orders"], "last_average_minor": average_before,
+        "day": day, "available": report is not None,
+        "net_minor": now["net_minor"], "orders": now["orders"], "average_minor": now["average_ticket_minor"],
+        "last_net_minor": before["net_minor"], "last_orders": before["orders"],
+        "last_average_minor": before["average_ticket_minor"],
         "net_change": change(now["net_minor"], before["net_minor"]),
         "orders_change": change(now["orders"], before["orders"]),
-        "average_change": change(average, average_before),
-        "top_items": [{**r, "name": names.get(r["key"], r["key"])} for r in top],
+        "average_change": change(now["average_ticket_minor"], before["average_ticket_minor"]),
+        "top_items": (report or {}).get("top_items", [])[:TOP_ITEMS],
         "hour_chart": {
             "tooltip": {"trigger": "axis"}, "legend": {"data": [ctx.t("Today"), ctx.t("Last week")]},
             "xAxis": {"type": "category", "data": hours}, "yAxis": {"type": "value"},
             "series": [
-                {"name": ctx.t("Today"), "type": "bar", "data": [major(ctx, today_net.get(h)) for h in hours]},
-                {"name": ctx.t("Last week"), "type": "line", "data": [major(ctx, last_net.get(h)) for h in hours]},
+                {"name": ctx.t("Today"), "type": "bar", "data": [major(ctx, by_hour.get(h)) for h in hours]},
+                {"name": ctx.t("Last week"), "type": "line", "data": [major(ctx, last_by_hour.get(h)) for h in hours]},
             ],
         },
         "method_chart": {
             "tooltip": {"trigger": "item"},
             "series": [{"type": "pie", "radius": ["40%", "70%"],
-                        "data": [{"name": str(r["key"]), "value": major(ctx, r.get("net_minor"))}
-                                 for r in rows(methods)]}],
+                        "data": [{"name": str(m["method"]), "value": major(ctx, m.get("net_minor"))}
+                                 for m in methods]}],
         },
     }
 
