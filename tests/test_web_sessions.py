@@ -257,3 +257,23 @@ def test_accept_language_honours_quality() -> None:
     assert language("zh;q=0, en") == "en"
     assert language("") == "en"
     assert language(str(uuid.uuid4())) == "en"
+
+
+def test_every_form_on_every_page_carries_the_csrf_token(shop: tuple[Client, Terminal], admin: httpx.Client,
+                                                          live_server: LiveServer) -> None:
+    from api.web.pages import NAV
+
+    add_staff(admin, STORE, "ann", "owner")
+    browser = logged_in(live_server.url, "ann")
+    token = csrf_of(browser, f"/stores/{STORE}/dashboard")
+    for entry in NAV:
+        page = browser.get(f"/stores/{STORE}/{entry.slug}")
+        assert page.status_code == 200, entry.slug
+        forms = re.findall(r"<form\b[^>]*>.*?</form>", page.text, flags=re.S)
+        assert forms, entry.slug  # at least the logout form
+        for form in forms:
+            field = re.search(r'<input type="hidden" name="csrf_token" value="([^"]+)"([^>]*)>', form)
+            assert field is not None and field.group(1) == token, (entry.slug, form[:200])
+            # A GET form's copy is disabled: the token never travels in a URL.
+            assert ('method="get"' in form) == ("disabled" in field.group(2)), (entry.slug, form[:200])
+    browser.close()

@@ -33,6 +33,8 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from markupsafe import Markup
 
 from api.auth import Principal, check
 from api.web.i18n import language, translator
@@ -58,6 +60,17 @@ def format_money(amount_minor: int | None, code: str) -> str:
 
 TEMPLATES.env.globals["money"] = format_money
 TEMPLATES.env.filters["tojson_attr"] = lambda value: json.dumps(value, ensure_ascii=False)
+
+
+@pass_context
+def csrf_field_for_get(context: Any) -> Markup:
+    """Every form carries the session's CSRF token; a GET (filter) form's copy is disabled, so it is never
+    sent and never lands in a URL, a log or a Referer."""
+    token = context.get("csrf_token", "")
+    return Markup('<input type="hidden" name="csrf_token" value="{}" disabled>').format(token)
+
+
+TEMPLATES.env.globals["csrf_field_for_get"] = csrf_field_for_get
 
 
 @dataclass(frozen=True, slots=True)
