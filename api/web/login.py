@@ -102,7 +102,7 @@ async def login(request: Request) -> Response:
     response = RedirectResponse(next_path or landing(opened.session), status_code=303)
     response.set_cookie(SESSION_COOKIE, opened.token, max_age=SESSION_TTL_S, httponly=True, samesite="lax",
                         secure=is_https(request), path="/")
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login", httponly=True, samesite="lax", secure=is_https(request))
     return response
 
 
