@@ -150,6 +150,9 @@ def test_logout_revokes_the_session(shop: tuple[Client, Terminal], admin: httpx.
     cookie = browser.cookies["pos_session"]
     token = csrf_of(browser, f"/stores/{STORE}/dashboard")
     assert browser.post("/logout", data={"csrf_token": "wrong"}).status_code == 403
+    assert browser.post("/logout", data={"csrf_token": token},
+                        headers={"origin": "https://evil.example"}).status_code == 403
+    assert browser.get(f"/v1/stores/{STORE}/menu").status_code == 200  # still logged in
     out = browser.post("/logout", data={"csrf_token": token})
     assert out.status_code == 303 and out.headers["location"] == "/login"
     with httpx.Client(base_url=live_server.url, cookies={"pos_session": cookie}) as stolen:
@@ -157,6 +160,13 @@ def test_logout_revokes_the_session(shop: tuple[Client, Terminal], admin: httpx.
         page = stolen.get(f"/stores/{STORE}/dashboard")
         assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
     browser.close()
+    # A script (no Origin, no form token) may end its own session too.
+    script = logged_in(live_server.url, "ann")
+    cookie = script.cookies["pos_session"]
+    assert script.post("/logout").headers["location"] == "/login"
+    script.close()
+    with httpx.Client(base_url=live_server.url, cookies={"pos_session": cookie}) as stolen:
+        assert stolen.get(f"/v1/stores/{STORE}/menu").status_code == 401
 
 
 def test_the_admin_token_logs_in_as_admin_and_picks_a_store(shop: tuple[Client, Terminal],

@@ -113,7 +113,10 @@ async def logout(request: Request) -> Response:
         return RedirectResponse("/login", status_code=303)
     try:
         form = await read_form(request)
-        check_csrf(request, session, form.get(CSRF_FIELD, ""))
+        # Like the login form: a browser's cross-site POST (foreign Origin) is refused, and the form's
+        # token must match when sent; a script without either may end its own session.
+        if CSRF_FIELD in form or not same_origin(request):
+            check_csrf(request, session, form.get(CSRF_FIELD, ""))
     except (BodyTooLarge, InvalidInput, CsrfRejected) as error:
         return error_page(request, error.status, error.detail)
     await run_in_threadpool(staff_service(request).logout, request.cookies.get(SESSION_COOKIE, ""))
