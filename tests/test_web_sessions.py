@@ -289,3 +289,25 @@ def test_every_form_on_every_page_carries_the_csrf_token(shop: tuple[Client, Ter
             # A GET form's copy is disabled: the token never travels in a URL.
             assert ('method="get"' in form) == ("disabled" in field.group(2)), (entry.slug, form[:200])
     browser.close()
+
+
+def test_pages_load_nothing_from_another_origin(shop: tuple[Client, Terminal], admin: httpx.Client,
+                                                 live_server: LiveServer) -> None:
+    """No CDN: a shop that goes offline keeps its back office (ECharts is vendored with its licence)."""
+    from api.web.pages import NAV, STATIC_DIR
+
+    assert "Apache License" in (STATIC_DIR / "vendor" / "echarts-LICENSE.txt").read_text()
+    add_staff(admin, STORE, "ann", "owner")
+    anonymous = httpx.Client(base_url=live_server.url)
+    browser = logged_in(live_server.url, "ann")
+    pages = [anonymous.get("/login"), *[browser.get(f"/stores/{STORE}/{entry.slug}") for entry in NAV]]
+    anonymous.close()
+    for page in pages:
+        path = page.url.path
+        assert page.status_code == 200, path
+        for reference in re.findall(r'(?:src|href)="([^"]*)"', page.text):
+            assert reference.startswith(("/", "?", "#")) and not reference.startswith("//"), (path, reference)
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/app.css", "/static/vendor/echarts-5.6.0.common.min.js"):
+        assert browser.get(asset).status_code == 200
+    browser.close()
