@@ -86,13 +86,16 @@ def _ints(row: tuple[Any, ...] | None, count: int) -> list[int]:
 
 # ---- sales ----
 
-_HOURLY_KEYS: Final = {"day": "day", "hour": "hour", "terminal": "terminal_id", "channel": "channel"}
+_HOURLY_KEYS: Final = {"hour": "hour", "terminal": "terminal_id", "channel": "channel"}
 
 
 def _sales_rows(sql: Sql, store_id: str, start: str, end: str, group_by: str) -> list[dict[str, Any]]:
     where = "WHERE store_id = ? AND day BETWEEN ? AND ?"
     params = (store_id, start, end)
-    if group_by in _HOURLY_KEYS:
+    if group_by == "day":
+        statement = ("SELECT day, orders, items, gross_minor, discount_minor, net_minor FROM rm_sales_daily "
+                     f"{where} AND orders > 0 ORDER BY day")
+    elif group_by in _HOURLY_KEYS:
         column = _HOURLY_KEYS[group_by]
         statement = (f"SELECT {column}, SUM(orders), SUM(items), SUM(gross_minor), SUM(discount_minor), "
                      f"SUM(net_minor) FROM rm_sales_hourly {where} GROUP BY {column} ORDER BY {column}")
@@ -117,11 +120,9 @@ def sales(sql: Sql, store_id: str, start: date, end: date, group_by: str) -> dic
     as_of = position_of(sql, store_id, "sales")
     first, last = start.isoformat(), end.isoformat()
     rows = _sales_rows(sql, store_id, first, last, group_by)
-    orders, items, gross, discount, net = _ints(sql.execute(
-        "SELECT SUM(orders), SUM(items), SUM(gross_minor), SUM(discount_minor), SUM(net_minor) "
-        "FROM rm_sales_hourly WHERE store_id = ? AND day BETWEEN ? AND ?", (store_id, first, last)).fetchone(), 5)
-    refunds = _ints(sql.execute("SELECT SUM(refunds_minor) FROM rm_sales_refunds "
-                                "WHERE store_id = ? AND day BETWEEN ? AND ?", (store_id, first, last)).fetchone(), 1)[0]
+    orders, items, gross, discount, net, refunds = _ints(sql.execute(
+        "SELECT SUM(orders), SUM(items), SUM(gross_minor), SUM(discount_minor), SUM(net_minor), SUM(refunds_minor) "
+        "FROM rm_sales_daily WHERE store_id = ? AND day BETWEEN ? AND ?", (store_id, first, last)).fetchone(), 6)
     totals = {"orders": orders, "items": items, "gross_minor": gross, "discount_minor": discount,
               "net_minor": net, "refunds_minor": refunds}
     return {"as_of_position": as_of, "rows": rows, "totals": totals}
@@ -243,8 +244,8 @@ def _half_even_div(numerator: int, denominator: int) -> int:
 
 def _day_totals(sql: Sql, store_id: str, day: date) -> dict[str, Any]:
     orders, items, gross, discount, net = _ints(sql.execute(
-        "SELECT SUM(orders), SUM(items), SUM(gross_minor), SUM(discount_minor), SUM(net_minor) "
-        "FROM rm_sales_hourly WHERE store_id = ? AND day = ?", (store_id, day.isoformat())).fetchone(), 5)
+        "SELECT orders, items, gross_minor, discount_minor, net_minor "
+        "FROM rm_sales_daily WHERE store_id = ? AND day = ?", (store_id, day.isoformat())).fetchone(), 5)
     return {"date": day.isoformat(), "orders": orders, "items": items, "gross_minor": gross,
             "discount_minor": discount, "net_minor": net,
             "average_ticket_minor": _half_even_div(net, orders)}
@@ -265,7 +266,7 @@ def dashboard(sql: Sql, store_id: str, day: date) -> dict[str, Any]:
         "LEFT JOIN rm_sales_menu m ON m.store_id = i.store_id AND m.sku = i.sku "
         "WHERE i.store_id = ? AND i.day = ? ORDER BY i.gross_minor DESC, i.sku LIMIT ?",
         (store_id, text, TOP_ITEMS_MAX)).fetchall()]
-    refunds = _ints(sql.execute("SELECT refunds_minor FROM rm_sales_refunds WHERE store_id = ? AND day = ?",
+    refunds = _ints(sql.execute("SELECT refunds_minor FROM rm_sales_daily WHERE store_id = ? AND day = ?",
                                 (store_id, text)).fetchone(), 1)[0]
     return {
         "as_of_position": as_of,
