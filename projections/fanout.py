@@ -59,7 +59,7 @@ def follow(url: str, on_appended: Callable[[str, int, bytes], None], stop: threa
     while not stop.is_set():
         client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
         try:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             pubsub.psubscribe(CHANNEL_PATTERN)
             while not stop.is_set():
                 message = pubsub.get_message(timeout=1.0)
