@@ -121,6 +121,7 @@ class ProjectionRunner:
         self.by_name = {p.name: p for p in self.projections}
         self.batch_events = batch_events
         self._zones: dict[str, ZoneInfo] = {}
+        self._ensured: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._wanted = frozenset().union(*(p.event_types for p in self.projections))
@@ -155,10 +156,14 @@ class ProjectionRunner:
         return {p.name: found.get(p.name, (0, None, False)) for p in self.projections}
 
     def _ensure_rows(self, store_id: str) -> None:
+        """The store's position rows exist (once per store and runner: not a write per report)."""
+        if store_id in self._ensured:
+            return
         with self.db.write() as sql:
             sql.executemany("INSERT INTO rm_positions (store_id, name, position, error, rebuilding) "
                             "VALUES (?, ?, 0, NULL, 0) ON CONFLICT (store_id, name) DO NOTHING",
                             [(store_id, p.name) for p in self.projections])
+        self._ensured.add(store_id)
 
     @staticmethod
     def _move(sql: Sql, store_id: str, name: str, before: int, after: int, error: str | None) -> None:
