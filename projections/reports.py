@@ -86,19 +86,20 @@ def _ints(row: tuple[Any, ...] | None, count: int) -> list[int]:
 
 # ---- sales ----
 
-_HOURLY_KEYS: Final = {"hour": "hour", "terminal": "terminal_id", "channel": "channel"}
+_DIMENSIONS: Final = ("hour", "terminal", "channel")
 
 
 def _sales_rows(sql: Sql, store_id: str, start: str, end: str, group_by: str) -> list[dict[str, Any]]:
     where = "WHERE store_id = ? AND day BETWEEN ? AND ?"
-    params = (store_id, start, end)
+    params: tuple[str, ...] = (store_id, start, end)
     if group_by == "day":
         statement = ("SELECT day, orders, items, gross_minor, discount_minor, net_minor FROM rm_sales_daily "
                      f"{where} AND orders > 0 ORDER BY day")
-    elif group_by in _HOURLY_KEYS:
-        column = _HOURLY_KEYS[group_by]
-        statement = (f"SELECT {column}, SUM(orders), SUM(items), SUM(gross_minor), SUM(discount_minor), "
-                     f"SUM(net_minor) FROM rm_sales_hourly {where} GROUP BY {column} ORDER BY {column}")
+    elif group_by in _DIMENSIONS:
+        statement = ("SELECT key, SUM(orders), SUM(items), SUM(gross_minor), SUM(discount_minor), SUM(net_minor) "
+                     "FROM rm_sales_by WHERE store_id = ? AND dimension = ? AND day BETWEEN ? AND ? "
+                     "GROUP BY key ORDER BY key")
+        params = (store_id, group_by, start, end)
     elif group_by == "method":
         statement = ("SELECT method, SUM(orders), SUM(items), SUM(gross_minor), SUM(discount_minor), "
                      f"SUM(net_minor) FROM rm_sales_methods {where} GROUP BY method ORDER BY method")
@@ -109,7 +110,7 @@ def _sales_rows(sql: Sql, store_id: str, start: str, end: str, group_by: str) ->
     rows = []
     for key, *sums in sql.execute(statement, params).fetchall():
         orders, items, gross, discount, net = (int(v or 0) for v in sums)
-        rows.append({"key": f"{int(key):02d}" if group_by == "hour" else str(key), "orders": orders,
+        rows.append({"key": str(key), "orders": orders,
                      "items": items, "gross_minor": gross, "discount_minor": discount, "net_minor": net})
     return rows
 
@@ -255,8 +256,8 @@ def dashboard(sql: Sql, store_id: str, day: date) -> dict[str, Any]:
     as_of = position_of(sql, store_id, "sales")
     text = day.isoformat()
     hours = {int(h): (int(o or 0), int(n or 0)) for h, o, n in sql.execute(
-        "SELECT hour, SUM(orders), SUM(net_minor) FROM rm_sales_hourly WHERE store_id = ? AND day = ? "
-        "GROUP BY hour", (store_id, text)).fetchall()}
+        "SELECT key, orders, net_minor FROM rm_sales_by WHERE store_id = ? AND dimension = 'hour' AND day = ?",
+        (store_id, text)).fetchall()}
     methods = [{"method": str(m), "orders": int(o or 0), "net_minor": int(n or 0)} for m, o, n in sql.execute(
         "SELECT method, orders, net_minor FROM rm_sales_methods WHERE store_id = ? AND day = ? "
         "ORDER BY net_minor DESC, method", (store_id, text)).fetchall()]

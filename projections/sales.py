@@ -4,8 +4,10 @@ Rows are sums, so every report is a range scan of a few thousand rows at most
 (a year of a busy shop is ~365 days x 14 hours x terminals x channels), whatever
 the number of sales. The keys and sums, written down once:
 
-* hourly: (day, hour, terminal, channel) -> orders, items (sum of qty),
-  gross (sum of qty x unit price), discount (the sale's), net (gross - discount).
+* by dimension: (dimension, day, key) -> orders, items (sum of qty), gross
+  (sum of qty x unit price), discount (the sale's), net (gross - discount), for
+  the dimensions `hour` (key `00`..`23`), `terminal` and `channel`: a window of a
+  year is at most 366 x 24 rows whatever the number of sales.
 * items: (day, sku) -> orders (sales with that sku), items, gross. The category
   of a line is the sku's category in the menu at the time of the sale (the last
   `menu.item_upserted` before it; "" when the sku was never on the menu).
@@ -27,11 +29,11 @@ from typing import Any, ClassVar
 from projections.base import Entry, Projection
 from projections.db import Sql
 
-HOURLY = (
-    "CREATE TABLE IF NOT EXISTS rm_sales_hourly (store_id TEXT NOT NULL, day TEXT NOT NULL, "
-    "hour INTEGER NOT NULL, terminal_id TEXT NOT NULL, channel TEXT NOT NULL, orders BIGINT NOT NULL, "
-    "items BIGINT NOT NULL, gross_minor BIGINT NOT NULL, discount_minor BIGINT NOT NULL, "
-    "net_minor BIGINT NOT NULL, PRIMARY KEY (store_id, day, hour, terminal_id, channel))"
+BY_DIMENSION = (
+    "CREATE TABLE IF NOT EXISTS rm_sales_by (store_id TEXT NOT NULL, dimension TEXT NOT NULL, "
+    "day TEXT NOT NULL, key TEXT NOT NULL, orders BIGINT NOT NULL, items BIGINT NOT NULL, "
+    "gross_minor BIGINT NOT NULL, discount_minor BIGINT NOT NULL, net_minor BIGINT NOT NULL, "
+    "PRIMARY KEY (store_id, dimension, day, key))"
 )
 ITEMS = (
     "CREATE TABLE IF NOT EXISTS rm_sales_items (store_id TEXT NOT NULL, day TEXT NOT NULL, "
@@ -68,8 +70,9 @@ def _upsert(table: str, keys: tuple[str, ...], sums: tuple[str, ...]) -> str:
             f"ON CONFLICT (store_id, {', '.join(keys)}) DO UPDATE SET {updates}")
 
 
-UPSERT_HOURLY = _upsert("rm_sales_hourly", ("day", "hour", "terminal_id", "channel"),
-                        ("orders", "items", "gross_minor", "discount_minor", "net_minor"))
+UPSERT_BY = _upsert("rm_sales_by", ("dimension", "day", "key"),
+                    ("orders", "items", "gross_minor", "discount_minor", "net_minor"))
+HOURS = tuple(f"{hour:02d}" for hour in range(24))
 UPSERT_ITEMS = _upsert("rm_sales_items", ("day", "sku"), ("orders", "items", "gross_minor"))
 UPSERT_CATEGORIES = _upsert("rm_sales_categories", ("day", "category"), ("orders", "items", "gross_minor"))
 UPSERT_METHODS = _upsert("rm_sales_methods", ("day", "method"),
@@ -95,7 +98,7 @@ def _add(sums: dict[Any, list[int]], key: Any, *values: int) -> None:
 class _Batch:
     menu: dict[str, tuple[str, str]]
     menu_changed: dict[str, tuple[str, str]] = field(default_factory=dict)
-    hourly: dict[tuple[str, int, str, str], list[int]] = field(default_factory=dict)
+    by: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
     items: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     categories: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     methods: dict[tuple[str, str], list[int]] = field(default_factory=dict)
@@ -106,9 +109,9 @@ class SalesProjection(Projection):
     name: ClassVar[str] = "sales"
     event_types: ClassVar[frozenset[str]] = frozenset(
         {"sale.completed", "menu.item_upserted", "refund.issued", "stored_value.refunded"})
-    tables: ClassVar[tuple[str, ...]] = ("rm_sales_hourly", "rm_sales_items", "rm_sales_categories",
+    tables: ClassVar[tuple[str, ...]] = ("rm_sales_by", "rm_sales_items", "rm_sales_categories",
                                          "rm_sales_methods", "rm_sales_daily", "rm_sales_menu")
-    schema: ClassVar[tuple[str, ...]] = (HOURLY, ITEMS, CATEGORIES, METHODS, DAILY, MENU)
+    schema: ClassVar[tuple[str, ...]] = (BY_DIMENSION, ITEMS, CATEGORIES, METHODS, DAILY, MENU)
 
     def __init__(self) -> None:
         #: store -> sku -> (category, name): the menu as of the projection's committed position.
@@ -163,8 +166,19 @@ class SalesProjection(Projection):
                 found[0] += qty
                 found[1] += amount
         discount = sale.discount_minor
-        _add(batch.hourly, (day, entry.hour, entry.terminal_id, sale.channel),
-             1, items, gross, discount, gross - discount)
+        net = gross - discount
+        by = batch.by
+        for key in (("hour", day, HOURS[entry.hour]), ("terminal", day, entry.terminal_id),
+                    ("channel", day, sale.channel)):
+            row = by.get(key)
+            if row is None:
+                by[key] = [1, items, gross, discount, net]
+            else:
+                row[0] += 1
+                row[1] += items
+                row[2] += gross
+                row[3] += discount
+                row[4] += net
         _add(batch.daily, (day,), 1, items, gross, discount, gross - discount, 0, 0)
         sums = batch.items
         for sku, (qty, amount) in per_sku.items():
@@ -197,7 +211,7 @@ class SalesProjection(Projection):
             _add(batch.methods, (day, method), 1, items, gross, discount, net)
 
     def flush(self, sql: Sql, store_id: str, batch: _Batch) -> None:
-        for statement, sums in ((UPSERT_HOURLY, batch.hourly), (UPSERT_ITEMS, batch.items),
+        for statement, sums in ((UPSERT_BY, batch.by), (UPSERT_ITEMS, batch.items),
                                 (UPSERT_CATEGORIES, batch.categories), (UPSERT_METHODS, batch.methods),
                                 (UPSERT_DAILY, batch.daily)):
             sql.executemany(statement, [(store_id, *key, *values) for key, values in sums.items()])
