@@ -261,3 +261,27 @@ def test_a_commit_in_another_process_wakes_the_runner_through_redis(pg_database:
         writer.close()
         reader.close()
 
+
+
+@pytest.mark.postgres
+def test_cli_status_run_and_rebuild_on_postgres(pg_database: str) -> None:
+    ledger = Ledger(pg_database, SERVER_SEED)
+    try:
+        seed(ledger, 30)
+        length = ledger.chain("s")[1]
+    finally:
+        ledger.close()
+    environment = {"POS_LEDGER_SERVER_KEY": base64.b64encode(SERVER_SEED).decode()}
+    runner = CliRunner()
+    before = runner.invoke(cli, ["projections", "status", "--db", pg_database], env=environment)
+    assert before.exit_code == 0, before.output
+    for verb in ("run", "rebuild"):
+        result = runner.invoke(cli, ["projections", verb, "--db", pg_database, "--store", "s"], env=environment)
+        assert result.exit_code == 0, result.output
+        db = ReadDatabase(pg_database)
+        try:
+            assert totals(db) == expected_totals(30)
+        finally:
+            db.close()
+    after = runner.invoke(cli, ["projections", "status", "--db", pg_database, "--store", "s"], env=environment)
+    assert after.exit_code == 0 and after.output.count(f" {length} ") >= 4, after.output
