@@ -35,7 +35,7 @@ from projections.stored_value import StoredValueProjection
 #: Entries read and applied per transaction.
 BATCH_EVENTS_MAX: Final = 1_000
 #: Entries a report request may fold itself before answering (more is left to the background).
-CATCH_UP_EVENTS_MAX: Final = 20_000
+CATCH_UP_EVENTS_MAX: Final = 5_000
 ERROR_TEXT_MAX: Final = 1_000
 UNDECODABLE: Final = "?"
 POSITIONS = (
