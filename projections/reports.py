@@ -170,11 +170,13 @@ def round_ratio(numerator: int, denominator: int) -> float:
 
 def members(sql: Sql, store_id: str, start: date, end: date) -> dict[str, Any]:
     as_of = position_of(sql, store_id, "members")
+    # Group the window's rows first (from the covering index), then look up each member once.
     rows = sql.execute(
-        "SELECT d.member_id, SUM(d.orders), SUM(d.net_minor), MAX(d.day), m.first_day "
-        "FROM rm_member_days d JOIN rm_members m ON m.store_id = d.store_id AND m.member_id = d.member_id "
-        "WHERE d.store_id = ? AND d.day BETWEEN ? AND ? GROUP BY d.member_id, m.first_day",
-        (store_id, start.isoformat(), end.isoformat())).fetchall()
+        "SELECT g.member_id, g.orders, g.net_minor, g.last_day, m.first_day FROM ("
+        "SELECT member_id, SUM(orders) AS orders, SUM(net_minor) AS net_minor, MAX(day) AS last_day "
+        "FROM rm_member_days WHERE store_id = ? AND day BETWEEN ? AND ? GROUP BY member_id) g "
+        "JOIN rm_members m ON m.store_id = ? AND m.member_id = g.member_id",
+        (store_id, start.isoformat(), end.isoformat(), store_id)).fetchall()
     segments = dict.fromkeys(SEGMENTS, 0)
     new = repeat = 0
     for _member, orders, net, last_day, first_day in rows:
