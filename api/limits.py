@@ -1,5 +1,8 @@
 """Bounded input before anything else runs: a body limit on every route and a JSON depth limit.
 
+A route may lower its own limit further (`body_limit`, a dependency) and list its problem
+responses for OpenAPI (`problems`).
+
 The outermost middleware, so no authenticator, idempotency lookup or route reads a
 body first. A request whose `Content-Length` exceeds the route's limit is refused
 without reading a byte of its body; a streamed (chunked) body is refused as soon
@@ -16,9 +19,12 @@ import json
 import re
 from typing import Any, Final
 
+from fastapi import Depends, Request
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from pos_ledger.errors import PosLedgerError
 from pos_ledger.ledger import BATCH_BYTES_MAX
 from pos_ledger.values import IDENTIFIER_CHARACTERS, JSON_DEPTH_MAX, json_too_deep
 
@@ -102,3 +108,37 @@ async def _problem(send: Send, status: int, slug: str, detail: str, **extra: Any
                 "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                             (b"content-length", str(len(body)).encode()), *close]})
     await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(PosLedgerError):
+    slug = "body-too-large"
+    status = 413
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+def problems(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status with its description and the problem+json schema."""
+    content = {"application/problem+json": {"schema": Problem.model_json_schema()}}
+    return {status: {"description": text, "content": content} for status, text in described.items()}
+
+
+def body_limit(bytes_max: int) -> Any:
+    """A route dependency refusing a body over `bytes_max` (declared or streamed) with a 413 problem."""
+
+    async def limit(request: Request) -> None:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > bytes_max):
+            raise BodyTooLarge(f"this request's body is at most {bytes_max} bytes")
+        if len(await request.body()) > bytes_max:
+            raise BodyTooLarge(f"this request's body is at most {bytes_max} bytes")
+
+    return Depends(limit)

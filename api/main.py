@@ -8,17 +8,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import auth, errors
+from api import auth, errors, web
 from api.idempotency import IdempotencyMiddleware
 from api.limits import BodyLimitMiddleware
 from api.nonces import NonceTable
-from api.routes import audit, conflicts, coupons, events, members, menu, payments, shifts, stores
+from api.routes import audit, conflicts, coupons, events, members, menu, payments, shifts, staff, stores
+from api.routes import projections as projections_routes
+from api.routes import reports as report_routes
 from api.settings import Settings
 from pos_ledger.ingest_queue import IngestQueue
 from pos_ledger.ledger import Ledger
 from pos_ledger.payments.drawer import Shifts
 from pos_ledger.payments.provider import PaymentProvider
 from pos_ledger.payments.service import Payments
+from projections.service import ProjectionService
 
 
 def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
@@ -30,12 +33,16 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
         from projections.fanout import RedisFanout
 
         ledger.listeners.append(RedisFanout(settings.redis_url))
+    projection_service = ProjectionService(ledger, settings.database, settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        projection_service.start()
         yield
         app.state.ingest_queue.close()
         app.state.nonces.close()
+        staff_table.close()
+        projection_service.stop()
         ledger.close()
         # The members' personal-data table holds its own connection (api/routes/members.py).
         personal = getattr(getattr(app.state, "loyalty", None), "personal", None)
@@ -48,6 +55,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.state.ingest_queue = IngestQueue(ledger)
     app.state.payments = Payments(ledger, provider, public_url)
     app.state.shifts = Shifts(ledger)
+    app.state.projections = projection_service
     #: Who is calling, tried in order (api/auth.py): each credential kind is one entry.
     app.state.authenticators = [auth.admin_token, auth.terminal_signature]
     #: The nonces of terminals' request signatures (replay-proof commands), in the ledger's database.
@@ -66,6 +74,11 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(payments.router, responses=errors.PROBLEM_RESPONSES)
     app.include_router(shifts.router, responses=errors.PROBLEM_RESPONSES)
     app.include_router(audit.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(report_routes.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(projections_routes.router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(staff.router, responses=errors.PROBLEM_RESPONSES)
+    #: The back office in the browser: staff sessions (an authenticator), pages, /static.
+    staff_table = web.install(app, ledger, settings.database)
 
     @app.get("/healthz", tags=["meta"], responses=errors.problem_responses(413))
     async def healthz() -> dict[str, str]:

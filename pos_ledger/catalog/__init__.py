@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
-from pos_ledger.catalog import checkpoints, conflicts, coupons, members, menu, payments, sales, shifts, store
+from pos_ledger.catalog import (
+    checkpoints,
+    conflicts,
+    coupons,
+    members,
+    menu,
+    payments,
+    sales,
+    shifts,
+    staff,
+    store,
+)
 from pos_ledger.events import EVENT_TYPES
 
-__all__ = ["EVENT_TYPES", "checkpoints", "conflicts", "coupons", "members", "menu", "payments", "sales", "shifts", "store"]
+__all__ = [
+    "EVENT_TYPES",
+    "checkpoints",
+    "conflicts",
+    "coupons",
+    "members",
+    "menu",
+    "payments",
+    "sales",
+    "shifts",
+    "staff",
+    "store",
+]
