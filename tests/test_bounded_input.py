@@ -125,12 +125,20 @@ def test_dot_ids_are_refused_in_paths_and_bodies(shop: tuple[Client, Terminal], 
 
 
 def _request_models() -> list[type[BaseModel]]:
-    models = []
-    for module_info in pkgutil.iter_modules(api.routes.__path__):
-        module = importlib.import_module(f"api.routes.{module_info.name}")
-        for _, value in inspect.getmembers(module, inspect.isclass):
-            if issubclass(value, BaseModel) and value.__module__ == module.__name__ and not value.__name__.endswith("Out"):
-                models.append(value)
+    """Every pydantic model some route of the `api` package takes as its body (answers may use plain ints)."""
+    import api
+    from fastapi.routing import APIRoute, APIRouter
+
+    models: list[type[BaseModel]] = []
+    for module_info in pkgutil.walk_packages(api.__path__, "api."):
+        module = importlib.import_module(module_info.name)
+        for router in [v for v in vars(module).values() if isinstance(v, APIRouter)]:
+            for route in router.routes:
+                field = route.body_field if isinstance(route, APIRoute) else None
+                annotation = getattr(getattr(field, "field_info", None), "annotation", None)
+                for candidate in (annotation, *getattr(annotation, "__args__", ())):
+                    if inspect.isclass(candidate) and issubclass(candidate, BaseModel) and candidate not in models:
+                        models.append(candidate)
     return models
 
 
