@@ -18,6 +18,15 @@ app = typer.Typer(help="pos-ledger: the signed, hash-chained ledger behind smart
                   no_args_is_help=True, add_completion=False)
 
 
+def _bridge_app() -> typer.Typer:
+    from hardware_bridge.cli import app as bridge
+
+    return bridge
+
+
+app.add_typer(_bridge_app(), name="bridge")
+
+
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)

@@ -19,7 +19,7 @@ from api.streams import Wakeups, follow, sse_message
 from pos_ledger import money
 from pos_ledger.catalog.orders import CHANNELS, ORDER_EVENT_TYPES, order_view, orders_of
 from pos_ledger.catalog.printers import printers_of
-from pos_ledger.errors import InvalidInput, PosLedgerError
+from pos_ledger.errors import InvalidInput, NotFound, PosLedgerError
 from pos_ledger.ledger import Ledger, StoredEntry
 from pos_ledger.orders.service import ORDERS_LISTED_MAX, Orders
 
@@ -322,6 +322,41 @@ def list_printers(store_id: StoreId, ledger: LedgerDep, _: Annotated[Principal, 
          "job_position": p.job_position, "copy": p.copy, "detail": p.detail or None, "at": p.at.isoformat(),
          "reported_position": p.reported_position}
         for p in sorted(list(book.values()), key=lambda p: (p.terminal_id, p.printer))]}
+
+
+class ReceiptProofOut(BaseModel):
+    store_id: str
+    position: int
+    terminal_id: str
+    type: str
+    body: str
+    sig: str
+    hash: str
+    previous_hash: str
+    chain_length: int
+
+
+@router.get("/{store_id}/receipts/{position}", response_model=ReceiptProofOut, tags=["receipts"],
+            responses=problems(404, 422))
+def verify_receipt(store_id: StoreId, position: Annotated[int, Path(ge=1, le=2**62)], ledger: LedgerDep,
+                   hash: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$", description="the entry's chain hash")]) -> dict[str, Any]:
+    """What a receipt's QR code opens: the entry at `position`, if its chain hash is `hash`.
+
+    No credential: the 32-byte hash printed on the receipt is the token. Anyone can check that
+    SHA-256(previous_hash || body || sig) is `hash` and that `sig` verifies with the terminal's key."""
+    try:
+        ledger.store(store_id)
+    except NotFound:
+        raise NotFound("no such receipt in this store's chain") from None
+    entries = ledger.read_entries(store_id, position - 1, 1)
+    if not entries or entries[0].position != position or entries[0].hash.hex() != hash:
+        raise NotFound("no such receipt in this store's chain")
+    entry = entries[0]
+    previous = ledger.read_entries(store_id, position - 2, 1)[0].hash.hex() if position > 1 else "00" * 32
+    return {"store_id": store_id, "position": position, "terminal_id": entry.terminal_id,
+            "type": str(_DECODER.decode(entry.body).get("type")), "body": entry.body,
+            "sig": base64.b64encode(entry.sig).decode(), "hash": hash, "previous_hash": previous,
+            "chain_length": ledger.chain(store_id)[1]}
 
 
 __all__ = ["CHANNELS", "router"]

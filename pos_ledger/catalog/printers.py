@@ -16,7 +16,9 @@ FEATURE: Final = "printers"
 #: Printers remembered per store (a bridge per printer; a shop has a handful).
 PRINTERS_MAX: Final = 1_000
 PrinterName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Station = Annotated[str, msgspec.Meta(min_length=1, max_length=110, pattern=r"^(receipt|kitchen(:[^\s]{1,100})?)$")]
+#: receipt, kitchen, kitchen:CATEGORY, or report:x|z:SHIFT-OR-DAY (an X/Z report printed on request).
+Station = Annotated[str, msgspec.Meta(min_length=1, max_length=110,
+                                      pattern=r"^(receipt|kitchen(:\S{1,100})?|report:[xz]:\S{1,100})$")]
 FailureReason = Literal["printer_offline", "unknown_outcome", "render_failed"]
 
 
