@@ -33,7 +33,9 @@ log = logging.getLogger("hardware_bridge")
 BACKOFF_MIN_S: Final = 0.25
 BACKOFF_MAX_S: Final = 5.0
 POLL_INTERVAL_S: Final = 1.0
+#: Polling lasts this long when the server offers no stream, and this long when a stream broke.
 POLL_FALLBACK_S: Final = 30.0
+STREAM_RETRY_S: Final = 2.0
 IDLE_CHECK_S: Final = 1.0
 REPORT_INTERVAL_S: Final = 0.5
 REPORT_BATCH_MAX: Final = 100
@@ -130,8 +132,9 @@ class Bridge:
                     if self.stop_event.is_set():
                         return
             except StreamUnavailable as error:
-                log.warning("%s; polling for %.0f s", error, POLL_FALLBACK_S)
-                cursor = self._poll(cursor, time.monotonic() + POLL_FALLBACK_S)
+                fallback_s = POLL_FALLBACK_S if not error.offered else STREAM_RETRY_S
+                log.warning("%s; polling for %.0f s", error, fallback_s)
+                cursor = self._poll(cursor, time.monotonic() + fallback_s)
             except NotAuthorized:
                 raise
             except BridgeError as error:
@@ -157,7 +160,14 @@ class Bridge:
     def _take(self, entry: Entry) -> None:
         while self.journal.queued_count() >= QUEUE_DEPTH_MAX and not self.stop_event.is_set():
             self.stop_event.wait(1.0)  # the printer is off for long: stop reading until it catches up
-        jobs = self.jobs_for(entry)
+        try:
+            jobs = self.jobs_for(entry)
+        except BridgeError:
+            raise  # the server could not be asked (an order's lines): the entry is read again
+        except (KeyError, TypeError, ValueError) as error:
+            # An event this bridge cannot render must not stop every later ticket: say so, go on.
+            log.error("position %s (%s) cannot be printed: %r", entry.position, entry.type, error)
+            jobs = []
         self.journal.record(entry.position, jobs)
         if jobs:
             self.jobs_waiting.set()

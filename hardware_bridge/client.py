@@ -33,7 +33,12 @@ class NotAuthorized(BridgeError):
 
 
 class StreamUnavailable(Exception):
-    """The server does not offer the stream (or it broke): poll instead for a while."""
+    """The server does not offer the stream (`offered` False: poll for a while), or it broke
+    (the server restarted, the network dropped: try it again soon, polling meanwhile)."""
+
+    def __init__(self, message: str, offered: bool) -> None:
+        super().__init__(message)
+        self.offered = offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +135,7 @@ class StoreClient:
                     self._raise_for(response)
                 if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
                         "text/event-stream"):
-                    raise StreamUnavailable(f"no event stream ({response.status_code})")
+                    raise StreamUnavailable(f"no event stream ({response.status_code})", offered=False)
                 data: list[str] = []
                 for line in response.iter_lines():
                     if line.startswith("data:"):
@@ -139,7 +144,7 @@ class StoreClient:
                         yield entry_of(json.loads("\n".join(data)))
                         data = []
         except httpx.HTTPError as error:
-            raise StreamUnavailable(f"the event stream broke: {error}") from None
+            raise StreamUnavailable(f"the event stream broke: {error}", offered=True) from None
 
     # ---- the bridge's own events ----
 

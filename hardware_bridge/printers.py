@@ -21,6 +21,8 @@ from typing import Any, Final, Protocol
 #: Real-time status request (printer status, n=1); the printer answers one byte.
 STATUS_REQUEST: Final = b"\x10\x04\x01"
 CONNECT_TIMEOUT_S: Final = 3.0
+#: The dummy printer keeps the last jobs only (a dry run may last days).
+DUMMY_JOBS_KEPT: Final = 100
 #: How long a network printer may take to print a job and answer the status request.
 CONFIRM_TIMEOUT_S: Final = 15.0
 _TCP: Final = re.compile(r"^tcp://(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
@@ -117,6 +119,7 @@ class DummyPrinter:
         before_bytes()
         with self._lock:
             self.jobs.append(payload)
+            del self.jobs[:-DUMMY_JOBS_KEPT]
 
 
 @dataclass

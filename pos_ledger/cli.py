@@ -74,7 +74,8 @@ def serve(
         threading.Thread(target=_seed_when_up, args=(host, port, settings.admin_token, settings.database),
                          daemon=True).start()
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        # Open SSE streams (order boards, bridges) would hold a shutdown forever: they get 5 s.
+        uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         if sandbox is not None:
             sandbox.terminate()

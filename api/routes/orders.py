@@ -6,6 +6,7 @@ import base64
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
@@ -104,8 +105,6 @@ class FulfillmentIn(BaseModel):
     def _delivery_has_address(self) -> FulfillmentIn:
         if self.type == "delivery" and not self.address:
             raise ValueError("a delivery needs its address")
-        if self.pickup_at is not None and self.pickup_at.tzinfo is None:
-            raise ValueError("pickup_at must be RFC 3339 with a UTC offset")
         return self
 
 
@@ -196,23 +195,25 @@ def place_order(store_id: StoreId, payload: OrderIn, response: Response, orders:
 
 @router.get("/{store_id}/orders", response_model=OrdersOut, responses=problems(401, 403, 404, 422))
 def list_orders(
-    store_id: StoreId, orders: OrdersDep, _: Annotated[Principal, allow(ORDERS_READ)],
+    store_id: StoreId, orders: OrdersDep, ledger: LedgerDep, _: Annotated[Principal, allow(ORDERS_READ)],
     status: Annotated[Literal["placed", "accepted", "rejected", "preparing", "ready", "completed", "cancelled"]
                       | None, Query()] = None,
-    placed_from: Annotated[datetime | None, Query(alias="from", description="placed at or after (RFC 3339)")] = None,
-    placed_to: Annotated[datetime | None, Query(alias="to", description="placed before (RFC 3339)")] = None,
+    placed_from: Annotated[datetime | None, Query(alias="from", description="placed at or after (RFC 3339; without an offset: store time)")] = None,
+    placed_to: Annotated[datetime | None, Query(alias="to", description="placed before (RFC 3339; without an offset: store time)")] = None,
     limit: Annotated[int, Query(ge=1, le=ORDERS_LISTED_MAX)] = ORDERS_LISTED_MAX,
 ) -> dict[str, Any]:
-    for bound in (placed_from, placed_to):
-        if bound is not None and bound.tzinfo is None:
-            raise InvalidInput("from and to must be RFC 3339 with a UTC offset")
+    zone = ZoneInfo(ledger.store(store_id).timezone)
+    # A bound without an offset (or a bare date) is the store's local time.
+    placed_from, placed_to = (bound.replace(tzinfo=zone) if bound is not None and bound.tzinfo is None else bound
+                              for bound in (placed_from, placed_to))
     return {"orders": orders.list(store_id, status=status, placed_from=placed_from, placed_to=placed_to,
                                   limit=limit)}
 
 
 def _last_event_id(header: str | None, ledger: Ledger, store_id: str) -> int:
+    position = ledger.chain(store_id)[1]  # 404 for a store that does not exist
     if header is None or header == "":
-        return ledger.chain(store_id)[1]
+        return position
     if not header.isdigit() or len(header) > 18:
         raise InvalidInput("Last-Event-ID must be a log position (a non-negative integer)")
     return int(header)
