@@ -160,6 +160,17 @@ class Bridge:
     def _take(self, entry: Entry) -> None:
         while self.journal.queued_count() >= QUEUE_DEPTH_MAX and not self.stop_event.is_set():
             self.stop_event.wait(1.0)  # the printer is off for long: stop reading until it catches up
+        if entry.type == "print.reprint_requested":
+            if entry.data.get("terminal_id") == self.client.terminal_id:
+                copies = self.journal.reprint(int(entry.data["position"]), entry.data.get("station"),
+                                              cursor=entry.position)
+                for job in copies:
+                    self.on_job(f"reprint {job.copy - 1} of position {job.position} on {job.station} requested")
+                if copies:
+                    self.jobs_waiting.set()
+                    return
+            self.journal.record(entry.position, [])
+            return
         try:
             jobs = self.jobs_for(entry)
         except BridgeError:

@@ -203,8 +203,9 @@ class Journal:
 
     # ---- reprint ----
 
-    def reprint(self, position: int, station: str | None = None) -> list[Job]:
-        """Queue the next copy of the job(s) printed for `position`; the new jobs."""
+    def reprint(self, position: int, station: str | None = None, cursor: int | None = None) -> list[Job]:
+        """Queue the next copy of the job(s) printed for `position`; the new jobs. With `cursor` (a
+        reprint asked for in the log), the cursor moves in the same transaction: asked once, printed once."""
         from hardware_bridge.render import mark_reprint
 
         with self._lock:
@@ -221,11 +222,14 @@ class Journal:
                     copy_number = int(top) + 1
                     if copy_number > COPIES_MAX:
                         raise JournalError(f"at most {COPIES_MAX - 1} reprints of a job")
-                    cursor = self._connection.execute(
+                    inserted = self._connection.execute(
                         "INSERT INTO jobs (position, station, copy, kind, payload, state, created_at, updated_at) "
                         "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
                         (position, original_station, copy_number, kind, mark_reprint(payload, copy_number), now, now))
-                    created.append(int(cursor.lastrowid or 0))
+                    created.append(int(inserted.lastrowid or 0))
+                if cursor is not None:
+                    self._connection.execute("INSERT INTO meta (key, value) VALUES ('cursor', ?) ON CONFLICT (key) "
+                                             "DO UPDATE SET value = excluded.value", (str(cursor),))
                 self._connection.execute("COMMIT")
             except BaseException:
                 self._connection.execute("ROLLBACK")

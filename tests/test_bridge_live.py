@@ -189,5 +189,15 @@ def test_a_dropped_job_is_flagged_not_reprinted_and_reprint_is_explicit(
         assert "REPRINT 1" in marked.text and "31.50" in marked.text
         assert positions_printed([jobs[1]]) == [dropped]
         wait_until(lambda: (dropped, "receipt", 2, "confirmed") in journal_rows(journal))
+        # The back office's button: a request in the log that this bridge acts on, once.
+        button = admin.post(f"/v1/stores/{STORE}/printers/bridge-1/reprints", json={"position": dropped})
+        assert button.status_code == 202, button.text
+        assert "REPRINT 2" in decode(printer.wait_for_jobs(3)[2]).text
+        for bad, reason in (({"position": dropped}, "terminal_unknown"), ({"position": 10**6}, "position_unknown")):
+            terminal_id = "nobody" if reason == "terminal_unknown" else "bridge-1"
+            refused = admin.post(f"/v1/stores/{STORE}/printers/{terminal_id}/reprints", json=bad)
+            assert refused.status_code == 409 and refused.json()["reason"] == reason
+        time.sleep(1.0)
+        assert len(printer.jobs) == 3
     finally:
         bridge.stop()

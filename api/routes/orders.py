@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.auth import EVENTS_READ, ORDERS_READ, ORDERS_WRITE, STORE_READ, Principal, allow
+from api.auth import EVENTS_READ, MANAGE, ORDERS_READ, ORDERS_WRITE, STORE_READ, Principal, allow
 from api.deps import LedgerDep
 from api.routes.stores import StoreId
 from api.streams import Wakeups, follow, sse_message
@@ -323,6 +323,33 @@ def list_printers(store_id: StoreId, ledger: LedgerDep, _: Annotated[Principal, 
          "job_position": p.job_position, "copy": p.copy, "detail": p.detail or None, "at": p.at.isoformat(),
          "reported_position": p.reported_position}
         for p in sorted(list(book.values()), key=lambda p: (p.terminal_id, p.printer))]}
+
+
+class ReprintIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    position: int = Field(ge=1, le=2**62, strict=True)
+    station: str | None = Field(default=None, pattern=r"^(receipt|kitchen(:\S{1,100})?|report:[xz]:\S{1,100})$")
+
+
+class ReprintOut(BaseModel):
+    terminal_id: str
+    position: int
+    station: str | None
+    requested_position: int
+
+
+@router.post("/{store_id}/printers/{terminal_id}/reprints", status_code=202, response_model=ReprintOut,
+             tags=["printers"], dependencies=[Depends(BodyLimit(TRANSITION_BODY_BYTES_MAX))],
+             responses=problems(401, 403, 404, 409, 413, 422))
+def request_reprint(store_id: StoreId, terminal_id: Annotated[str, Path(pattern=IdPattern)], payload: ReprintIn,
+                    ledger: LedgerDep, _: Annotated[Principal, allow(MANAGE)]) -> dict[str, Any]:
+    """The back office's reprint button: the bridge of `terminal_id` prints the job(s) of `position`
+    again, marked "REPRINT n" (202: the bridge acts when it reads the request from the log)."""
+    ledger.store(store_id)
+    [result] = ledger.append_server_events(store_id, [("print.reprint_requested", {
+        "terminal_id": terminal_id, "position": payload.position, "station": payload.station})])
+    return {"terminal_id": terminal_id, "position": payload.position, "station": payload.station,
+            "requested_position": result.position}
 
 
 class ReceiptProofOut(BaseModel):

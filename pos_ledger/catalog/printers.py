@@ -9,7 +9,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from pos_ledger.events import EntryMeta, EventType, register
+from pos_ledger.events import EntryMeta, EventRejected, EventType, Posting, register
 from pos_ledger.state import StoreState
 
 FEATURE: Final = "printers"
@@ -78,5 +78,24 @@ def _evolve(data: PrintCompleted | PrintFailed, state: StoreState, meta: EntryMe
     _record(meta.terminal_id, data, state, meta)
 
 
+class ReprintRequested(msgspec.Struct, frozen=True):
+    """The back office asks a bridge to print a job again (it prints a "REPRINT n" copy)."""
+
+    terminal_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    position: Annotated[int, msgspec.Meta(ge=1)]
+    station: Station | None = None
+
+
+def _decide_reprint(data: ReprintRequested, state: StoreState, terminal_id: str) -> list[Posting]:
+    bridge = state.terminals.get(data.terminal_id)
+    if bridge is None or bridge.revoked:
+        raise EventRejected("terminal_unknown", f"no active terminal {data.terminal_id!r}")
+    if data.position > state.position:
+        raise EventRejected("position_unknown", f"the log has {state.position} entries, not {data.position}")
+    return []
+
+
+PRINT_REPRINT_REQUESTED = register(EventType("print.reprint_requested", ReprintRequested, _decide_reprint,
+                                             origin="server"))
 PRINT_COMPLETED = register(EventType("print.completed", PrintCompleted, evolve=_evolve))
 PRINT_FAILED = register(EventType("print.failed", PrintFailed, evolve=_evolve))
