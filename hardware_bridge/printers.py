@@ -1,8 +1,8 @@
 """Printer transports, by URI: `tcp://host:port`, `usb:VID:PID`, `serial:/dev/...`, `file:PATH`, `dummy`.
 
 A send ends one of three ways, which the journal needs to tell apart:
-* it returns: the printer has the job (over TCP it answered the real-time status request
-  `DLE EOT 1` sent after the job, and a printer answers in order, so it processed the job);
+* it returns: the printer has the job (over TCP, raw port 9100: we close our sending side after
+  the job and the printer closes its side cleanly once it has taken every byte);
 * `PrinterOffline`: no byte left (connection refused, device absent): safe to retry;
 * `OutcomeUnknown`: bytes left but no confirmation came (the connection broke mid-job):
   never retried by itself.
@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-#: Real-time status request (printer status, n=1); the printer answers one byte.
-STATUS_REQUEST: Final = b"\x10\x04\x01"
 CONNECT_TIMEOUT_S: Final = 3.0
 #: The dummy printer keeps the last jobs only (a dry run may last days).
 DUMMY_JOBS_KEPT: Final = 100
-#: How long a network printer may take to print a job and answer the status request.
+#: How long a network printer may take to take a job and close its side of the connection.
 CONFIRM_TIMEOUT_S: Final = 15.0
 _TCP: Final = re.compile(r"^tcp://(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
 _USB: Final = re.compile(r"^usb:(?P<vendor>(0x)?[0-9A-Fa-f]{1,4}):(?P<product>(0x)?[0-9A-Fa-f]{1,4})$")
@@ -76,12 +74,14 @@ class TcpPrinter:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 connection.settimeout(self.confirm_timeout_s)
-                connection.sendall(payload + STATUS_REQUEST)
-                status = connection.recv(1)
+                connection.sendall(payload)
+                # The job ends when we close our side (raw port 9100); the printer closes its side
+                # once it has taken every byte. A reset or silence instead leaves the outcome unknown.
+                connection.shutdown(socket.SHUT_WR)
+                while connection.recv(256):  # status bytes a printer may volunteer (ASB)
+                    pass
             except OSError as error:
                 raise OutcomeUnknown(f"the connection broke after the job was sent: {error}") from None
-            if not status:
-                raise OutcomeUnknown("the printer closed the connection before confirming the job")
 
 
 @dataclass

@@ -1,21 +1,18 @@
 """A fake ESC/POS network printer and an independent decoder of ESC/POS bytes (not python-escpos).
 
-The printer listens on TCP like a receipt printer on port 9100, records each job (the bytes
-before the real-time status request `DLE EOT 1` the bridge sends after a job) and answers
-the status byte; it can refuse connections (switched off), delay its answer (printing), and
-drop a connection after some bytes of a job (cable pulled mid-job).
+The printer listens on TCP like a receipt printer on raw port 9100 and records each job (what
+arrives before the client closes its side), then closes its own side; it can refuse connections
+(switched off), take a while before closing (printing), and reset the connection after some
+bytes of a job (power cut mid-job), leaving the rest unread.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
-
-STATUS_REQUEST = b"\x10\x04\x01"
-#: Status byte of an online printer with nothing wrong (bits 1 and 4 are always set).
-STATUS_ONLINE = b"\x12"
 
 
 class FakePrinter:
@@ -67,36 +64,31 @@ class FakePrinter:
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
+        """A job is what arrives before the client closes its side (raw port 9100)."""
         buffer = b""
         drop = self.drop_after_bytes
         with connection:
             while True:
+                wanted = 65536 if drop is None else drop - len(buffer)
                 try:
-                    chunk = connection.recv(65536)
+                    chunk = connection.recv(wanted)
                 except OSError:
                     chunk = b""
-                if not chunk:
-                    if buffer:
-                        self.partial.append(buffer)
-                    return
-                buffer += chunk
-                if drop is not None and len(buffer) >= drop:
+                if drop is not None and len(buffer + chunk) >= drop:
+                    # Power cut mid-job: part of the job is on paper, the rest unread, the connection reset.
                     self.drop_after_bytes = None
-                    self.partial.append(buffer[:drop])
-                    connection.shutdown(socket.SHUT_RDWR)
+                    self.partial.append(buffer + chunk)
+                    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
-                while STATUS_REQUEST in buffer:
-                    job, _, buffer = buffer.partition(STATUS_REQUEST)
-                    if self.confirm_delay_s:
-                        time.sleep(self.confirm_delay_s)  # printing; the job is on paper when we answer
-                    with self.job_arrived:
-                        self.jobs.append(job)
-                        self.arrival_times.append(time.perf_counter())
-                        self.job_arrived.notify_all()
-                    try:
-                        connection.sendall(STATUS_ONLINE)
-                    except OSError:
-                        return
+                if not chunk:
+                    break
+                buffer += chunk
+            if self.confirm_delay_s:
+                time.sleep(self.confirm_delay_s)  # printing: the connection closes when it is on paper
+            with self.job_arrived:
+                self.jobs.append(buffer)
+                self.arrival_times.append(time.perf_counter())
+                self.job_arrived.notify_all()
 
     def wait_for_jobs(self, count: int, timeout_s: float = 20.0) -> list[bytes]:
         deadline = time.monotonic() + timeout_s
