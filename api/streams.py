@@ -48,7 +48,9 @@ class Wakeups:
     def notify(self, store_id: str, position: int = 0, head: bytes = b"") -> None:
         """A ledger listener (called from the committing thread)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        # Only stores someone follows cost a wake-up (a subscriber reads the log after registering,
+        # so skipping here cannot lose its message).
+        if loop is not None and store_id in self._waiters and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake, store_id)
 
     def _wake(self, store_id: str) -> None:
