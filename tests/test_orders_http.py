@@ -213,3 +213,20 @@ def test_openapi_documents_the_routes_and_their_problems(live_server: LiveServer
         assert "409" in op["responses"] and "413" in op["responses"]
     stream = document["paths"]["/v1/stores/{store_id}/orders/stream"]["get"]
     assert "text/event-stream" in stream["responses"]["200"]["content"]
+
+
+def test_concurrent_duplicate_pushes_place_one_order(shop: Any, admin: httpx.Client, live_server: LiveServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = order_body()
+
+    def push(_: int) -> tuple[int, str]:
+        with httpx.Client(base_url=live_server.url, headers=dict(admin.headers), timeout=30) as client:
+            response = client.post(f"/v1/stores/{STORE}/orders", json=body)
+            return response.status_code, response.json()["order_id"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(push, range(6)))
+    assert sorted(status for status, _ in answers) == [200] * 5 + [201]
+    assert len({order_id for _, order_id in answers}) == 1
+    assert log_types(admin).count("order.placed") == 1
