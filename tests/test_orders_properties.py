@@ -83,3 +83,27 @@ def test_expiry_cancels_only_what_is_due_and_only_once(tmp_path: Path) -> None:
     assert book.orders[due].status == "cancelled" and book.orders[due].reason == "accept_timeout"
     assert book.orders[accepted].status == "accepted"
     ledger.close()
+
+
+def test_the_audit_replays_orders_and_their_sales(tmp_path: Path) -> None:
+    from pos_ledger.audit import audit_store
+
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    payments = Payments(ledger)
+    orders = Orders(ledger, payments)
+    paid = payments.create("s1", amount_minor=2800, currency="CNY", order_ref="online-1", method="card")
+    completed, _ = orders.place("s1", {
+        "channel": "meituan", "channel_order_id": "M-1", "total_minor": 2800, "payment_id": paid.payment_id,
+        "lines": [{"sku": "LATTE", "qty": 1, "unit_price_minor": 2800}], "fulfillment": {"type": "pickup"}})
+    for verb in ("accept", "start", "ready", "complete"):
+        orders.transition("s1", completed["order_id"], verb)
+    refunded = payments.create("s1", amount_minor=2800, currency="CNY", order_ref="online-2", method="card")
+    cancelled, _ = orders.place("s1", {
+        "channel": "eleme", "channel_order_id": "E-1", "total_minor": 2800, "payment_id": refunded.payment_id,
+        "lines": [{"sku": "LATTE", "qty": 1, "unit_price_minor": 2800}], "fulfillment": {"type": "pickup"}})
+    orders.transition("s1", cancelled["order_id"], "cancel", "out of milk")
+    report = audit_store(ledger, "s1")
+    assert report.ok, report.first_error
+    balances = {account: debit - credit for account, _, debit, credit in ledger.balances("s1")}
+    assert balances["revenue:sales"] == -2800 and balances["asset:card:acquirer"] == 2800
+    ledger.close()
