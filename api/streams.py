@@ -117,12 +117,16 @@ async def follow(ledger: Ledger, wakeups: Wakeups, store_id: str, after: int,
     event = wakeups.subscribe(store_id)
     try:
         yield b": stream opened at position " + str(after).encode() + b"\n\n"
+        def page(after: int) -> tuple[int, list[bytes]] | None:
+            """Read and render in one trip to a worker thread (each trip costs a wake-up under load)."""
+            entries = ledger.read_entries(store_id, after, PAGE_EVENTS_MAX)
+            return (entries[-1].position, render(entries)) if entries else None
+
         while True:
             event.clear()
-            entries = await run_in_threadpool(ledger.read_entries, store_id, after, PAGE_EVENTS_MAX)
-            if entries:
-                after = entries[-1].position
-                messages = await run_in_threadpool(render, entries)
+            found = await run_in_threadpool(page, after)
+            if found is not None:
+                after, messages = found
                 if messages:
                     yield b"".join(messages)
                 continue
