@@ -24,6 +24,15 @@ app = typer.Typer(help="pos-ledger: the signed, hash-chained ledger behind smart
 app.add_typer(projections_app, name="projections")
 
 
+def _bridge_app() -> typer.Typer:
+    from hardware_bridge.cli import app as bridge
+
+    return bridge
+
+
+app.add_typer(_bridge_app(), name="bridge")
+
+
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)
@@ -84,7 +93,9 @@ def serve(
     try:
         import uvicorn
 
-        uvicorn.Server(uvicorn_config(application, host, port, limits, log_level="warning")).run()
+        # Open SSE streams (order boards, bridges) would hold a shutdown forever: they get 5 s.
+        uvicorn.Server(uvicorn_config(application, host, port, limits, log_level="warning",
+                                      timeout_graceful_shutdown=5)).run()
     finally:
         if sandbox is not None:
             sandbox.terminate()

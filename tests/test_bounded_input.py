@@ -13,7 +13,6 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-import api.routes
 from api.limits import BODY_BYTES_MAX
 from pos_ledger.simulate import Client, Terminal
 from pos_ledger.values import JSON_DEPTH_MAX
@@ -126,8 +125,9 @@ def test_dot_ids_are_refused_in_paths_and_bodies(shop: tuple[Client, Terminal], 
 
 def _request_models() -> list[type[BaseModel]]:
     """Every pydantic model some route of the `api` package takes as its body (answers may use plain ints)."""
-    import api
     from fastapi.routing import APIRoute, APIRouter
+
+    import api
 
     models: list[type[BaseModel]] = []
     for module_info in pkgutil.walk_packages(api.__path__, "api."):
