@@ -28,7 +28,9 @@ from tests.payments_fixtures import Sandbox
 #: What stays open (issue 14): health, the documents, a payment's QR image (its id is 80 random bits:
 #: `pay` + 20 hex from the server's CSPRNG, never client-chosen), and the writes that carry their own
 #: proof: terminal ingest (each event is signed) and the provider's notifications (its RSA signature).
+#: A receipt's proof is opened by the chain hash printed on it (256 bits the customer holds).
 OPEN = {
+    ("get", "/v1/stores/{store_id}/receipts/{position}"),
     ("get", "/healthz"),
     ("get", "/v1/stores/{store_id}/payments/{payment_id}/qr.svg"),
     ("get", "/v1/stores/{store_id}/payments/{payment_id}/qr.png"),

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import EVENTS_READ, MANAGE, ORDERS_READ, ORDERS_WRITE, STORE_READ, Principal, allow
 from api.deps import LedgerDep
+from api.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
 from api.routes.stores import StoreId
 from api.streams import Wakeups, follow, sse_message
 from pos_ledger import money
@@ -71,8 +72,8 @@ _PROBLEM_TEXT: Final = {
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ProblemOut, "description": _PROBLEM_TEXT[status],
-                     "content": {"application/problem+json": {}}} for status in statuses}
+    return {status: {"description": _PROBLEM_TEXT[status],
+                     "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}} for status in statuses}
 
 
 def orders_service(request: Request) -> Orders:
