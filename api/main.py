@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import auth, errors
+from api import auth, errors, platform
 from api.idempotency import IdempotencyMiddleware
 from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
 from api.settings import Settings
@@ -30,7 +30,9 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await platform.start(app)
         yield
+        await platform.stop(app)
         ledger.close()
 
     app = FastAPI(title="pos-ledger", version="0.1.0", lifespan=lifespan)
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(conflicts.router)
     app.include_router(payments.router)
     app.include_router(shifts.router)
+    platform.wire(app, ledger, settings)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
