@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pos_ledger.catalog import conflicts, coupons, members, menu, payments, sales, shifts, store
-from pos_ledger.catalog import apps, vouchers
+from pos_ledger.catalog import apps, conflicts, coupons, members, menu, payments, sales, shifts, store, vouchers
 from pos_ledger.events import EVENT_TYPES
 
-__all__ = ["EVENT_TYPES", "apps", "vouchers", "conflicts", "coupons", "members", "menu", "payments", "sales", "shifts", "store"]
+__all__ = ["EVENT_TYPES", "apps", "conflicts", "coupons", "members", "menu", "payments", "sales", "shifts", "store", "vouchers"]
