@@ -235,10 +235,11 @@ class Dispatcher:
     async def _run_lane(self, lane: _Lane) -> None:
         try:
             while not lane.stop:
+                # Cleared before looking, so a wake-up that comes while this lane sends is not lost.
+                lane.wake.clear()
                 wait_s = await self._advance(lane)
                 if lane.stop:
                     return
-                lane.wake.clear()
                 try:
                     await asyncio.wait_for(lane.wake.wait(), wait_s)
                 except TimeoutError:
