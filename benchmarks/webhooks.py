@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -64,7 +65,7 @@ def receivers_main(count: int, ports_out: Connection, control: Connection) -> No
                     position = int(json.loads(body)["data"]["position"])
                     sample = len(records) % SAMPLE_VERIFY_EVERY == 0
                     records.append((port, position, arrived, body if sample else None, headers if sample else None))
-            except (asyncio.IncompleteReadError, ConnectionError):
+            except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
                 writer.close()
 
         servers = [await asyncio.start_server(handle, "127.0.0.1", 0) for _ in range(count)]
@@ -114,6 +115,7 @@ def main() -> None:
 
     # Batches carry consecutive positions: the listener stamps the last; earlier ones share its time.
     started = time.time()
+    cpu_started = time.process_time()
     interval_s = args.batch / args.rate
     for start in range(0, args.events, args.batch):
         due = started + (start / args.batch) * interval_s
@@ -135,11 +137,14 @@ def main() -> None:
         delivered = sum(1 for lane in platform.dispatcher._lanes.values() if lane.cursor >= last_position)
         if delivered == len(ports):
             break
+    cpu_s = time.process_time() - cpu_started
     control_parent.send("stop")
     records: list[tuple[int, int, float, bytes | None, dict[str, str] | None]] = control_parent.recv()
     platform.close()
     ledger.close()
     report(records, committed, ports, secrets, first_position, last_position, expected, started)
+    print(f"CPU of the server side (ledger commits + dispatcher): {cpu_s / max(1, len(records)) * 1000:.2f} ms "
+          f"per delivery; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
 
 
 def report(records: list[Any], committed: dict[int, float], ports: list[int], secrets: dict[int, str],
