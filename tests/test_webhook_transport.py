@@ -95,6 +95,7 @@ def test_a_kept_alive_connection_the_server_dropped_is_retried_once_on_a_fresh_o
 
     statuses, requests = run(answer, posts=3)
     assert statuses == [200, 200, 200]
+    assert len(requests) == 3
 
 
 def test_a_slow_server_times_out_and_a_closed_port_is_a_connect_error() -> None:
