@@ -70,5 +70,6 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-#: What every route with a credential may answer.
-AUTH_PROBLEMS: Final = (401, 403, 429)
+#: What every platform route may answer: no or a bad credential, not allowed, body too large,
+#: parameters out of the schema, over the rate limit.
+AUTH_PROBLEMS: Final = (401, 403, 413, 422, 429)

@@ -285,7 +285,9 @@ class Dispatcher:
             found.append(hit)
         if found:
             return found
-        entries = await asyncio.to_thread(self.ledger.read_entries, store_id, after, READ_BATCH_MAX)
+        # Read on this loop's own thread: a worker-thread hop costs more latency than the read
+        # (a page of indexed rows); this loop is the dispatcher's, never the server's.
+        entries = self.ledger.read_entries(store_id, after, READ_BATCH_MAX)
         for entry in entries:
             pair = (entry, _BODY.decode(entry.body))
             self._entries[(store_id, entry.position)] = pair

@@ -350,3 +350,23 @@ def test_the_feed_leaves_personal_data_out_without_members_read() -> None:
     assert _feed_item(sale, entry) is None
 
 
+
+
+def test_platform_routes_list_their_problems_in_openapi(live_server: LiveServer, anonymous: httpx.Client) -> None:
+    spec = anonymous.get("/openapi.json").json()
+    platform_paths = [p for p in spec["paths"] if p.startswith("/v1/apps") or "/apps" in p or "/feed" in p
+                      or "/vouchers" in p or "/deliveries" in p]
+    assert len(platform_paths) >= 12
+    for path in platform_paths:
+        for method, operation in spec["paths"][path].items():
+            responses = operation["responses"]
+            for status in ("401", "403", "413", "422", "429"):
+                assert "application/problem+json" in responses[status]["content"], (method, path, status)
+    token_responses = spec["paths"]["/oauth/token"]["post"]["responses"]
+    assert {"200", "400", "401"} <= set(token_responses)
+    assert "application/x-www-form-urlencoded" in spec["paths"]["/oauth/token"]["post"]["requestBody"]["content"]
+
+
+def test_a_get_with_a_huge_body_is_413(shop: tuple[Client, Terminal], admin: httpx.Client) -> None:
+    response = admin.request("GET", "/v1/stores/s1/feed", content=b"x" * 70_000)
+    assert response.status_code == 413 and response.headers["content-type"].startswith(PROBLEM)

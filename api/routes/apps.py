@@ -25,8 +25,9 @@ from pos_ledger import platform as rules
 from pos_ledger.catalog.apps import EVENT_TYPES_MAX, SCOPES_MAX
 from pos_ledger.ledger import READ_EVENTS_MAX
 
-router = APIRouter(prefix="/v1/apps", tags=["platform"])
-store_router = APIRouter(prefix="/v1/stores", tags=["platform"])
+#: Every route refuses a body over the limit (the GETs too); the token route has its own, smaller.
+router = APIRouter(prefix="/v1/apps", tags=["platform"], dependencies=[body_limit()])
+store_router = APIRouter(prefix="/v1/stores", tags=["platform"], dependencies=[body_limit()])
 oauth_router = APIRouter(tags=["platform"])
 
 AppId = Annotated[str, Path(pattern=IdentifierPattern)]

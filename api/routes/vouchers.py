@@ -13,7 +13,7 @@ from api.routes.stores import IdentifierPattern, StoreId
 from pos_ledger.catalog.vouchers import Voucher
 from pos_ledger.vouchers import Redemption, Vouchers
 
-router = APIRouter(prefix="/v1/stores", tags=["vouchers"])
+router = APIRouter(prefix="/v1/stores", tags=["vouchers"], dependencies=[body_limit()])
 
 RefPattern = r"^[A-Za-z0-9_.:/-]{1,100}$"
 CodePattern = r"^[A-Za-z0-9_.:-]{1,128}$"
