@@ -40,6 +40,8 @@ _TABLES: Final = (
     "status TEXT NOT NULL, attempts INTEGER NOT NULL, last_status INTEGER, last_error TEXT NOT NULL DEFAULT '', "
     "first_attempt_at DOUBLE PRECISION NOT NULL, last_attempt_at DOUBLE PRECISION NOT NULL, "
     "next_attempt_at DOUBLE PRECISION, delivered_at DOUBLE PRECISION, PRIMARY KEY (client_id, position))",
+    "CREATE TABLE IF NOT EXISTS platform_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+    "expires_at DOUBLE PRECISION NOT NULL)",
 )
 _INSTALLATION_COLUMNS: Final = (
     "client_id, store_id, app_id, secret_hash, webhook_secret, previous_webhook_secret, previous_valid_until, "
@@ -293,5 +295,18 @@ class PlatformTables:
         return [_delivery(row) for row in rows]
 
 
-def now_s() -> float:
-    return time.time()
+    # ---- the dispatcher's lease: one process on a database delivers ----
+
+    def hold_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the lease; False while another holder's is still running."""
+        now = time.time()
+        self._execute(
+            "INSERT INTO platform_leases VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE platform_leases.holder = excluded.holder OR platform_leases.expires_at < ?",
+            (name, holder, now + ttl_s, now))
+        rows = self._execute("SELECT holder FROM platform_leases WHERE name = ?", (name,))
+        return bool(rows) and rows[0][0] == holder
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._execute("UPDATE platform_leases SET expires_at = 0 WHERE name = ? AND holder = ?", (name, holder))

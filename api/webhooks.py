@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from uuid import uuid4
 from typing import Any, Final
 
 import httpx
@@ -43,6 +44,7 @@ READ_BATCH_MAX: Final = 500
 #: Attempts buffered before a lane waits for the writer (bounds memory if the database stalls).
 PENDING_WRITES_MAX: Final = 20_000
 LANES_MAX: Final = 10_000
+LEASE_NAME: Final = "webhook-dispatcher"
 _JSON: Final = msgspec.json.Encoder()
 
 
@@ -65,6 +67,8 @@ class WebhookConfig:
     #: How often lanes look at the log and the installs without a wake-up (other processes' writes).
     poll_interval_s: float = 1.0
     flush_interval_s: float = 0.01
+    #: One dispatcher per database delivers (two would break the order); a stopped holder's lease runs out.
+    lease_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> WebhookConfig:
@@ -84,6 +88,9 @@ class _Lane:
     known: dict[int, DeliveryRecord] = field(default_factory=dict)
     #: The cursor last written to the table.
     written: int = 0
+    #: Positions after the cursor the table already has as delivered or failed (sent before a restart
+    #: whose cursor write was lost): moved past, not sent again.
+    done: set[int] = field(default_factory=set)
     stop: bool = False
     task: asyncio.Task[None] | None = None
 
@@ -103,11 +110,14 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._lanes: dict[str, _Lane] = {}
         self._writes: list[DeliveryRecord] = []
+        #: Cursors of lanes that stopped before their last move was written.
+        self._retired: dict[str, int] = {}
         self._stopping = False
         self._refresh: asyncio.Event | None = None
         self._entries: OrderedDict[tuple[str, int], tuple[StoredEntry, _Body]] = OrderedDict()
         self._transport: httpx.AsyncBaseTransport | None = None
         self._started = threading.Event()
+        self._holder = f"{os.getpid()}-{uuid4().hex}"
 
     # ---- control, from other threads ----
 
@@ -181,7 +191,11 @@ class Dispatcher:
         try:
             while not self._stopping:
                 try:
-                    await self._sync_lanes()
+                    if await asyncio.to_thread(self.tables.hold_lease, LEASE_NAME, self._holder,
+                                               self.config.lease_s):
+                        await self._sync_lanes()
+                    else:
+                        self._stop_lanes()
                 except Exception:
                     log.exception("webhook dispatcher could not read the installs")
                 self._refresh.clear()
@@ -196,14 +210,24 @@ class Dispatcher:
             await asyncio.gather(writer, return_exceptions=True)
             await self._flush()
             await self._transport.aclose()
+            await asyncio.to_thread(self.tables.release_lease, LEASE_NAME, self._holder)
+
+    def _retire(self, lane: _Lane) -> None:
+        lane.stop = True
+        lane.wake.set()
+        if lane.cursor > lane.written:
+            self._retired[lane.record.client_id] = max(lane.cursor, self._retired.get(lane.record.client_id, 0))
+        self._lanes.pop(lane.record.client_id, None)
+
+    def _stop_lanes(self) -> None:
+        for lane in list(self._lanes.values()):
+            self._retire(lane)
 
     async def _sync_lanes(self) -> None:
         records = {r.client_id: r for r in await asyncio.to_thread(self.tables.webhook_installations)}
         for client_id, lane in list(self._lanes.items()):
             if client_id not in records:
-                lane.stop = True
-                lane.wake.set()
-                del self._lanes[client_id]
+                self._retire(lane)
             else:
                 lane.record = replace(records[client_id], cursor=lane.cursor)
                 lane.wake.set()
@@ -212,20 +236,21 @@ class Dispatcher:
                 await self._start_lane(record)
 
     async def _start_lane(self, record: InstallationRecord) -> None:
-        known = await asyncio.to_thread(self._pending_of, record)
-        lane = _Lane(record, record.cursor, asyncio.Event(), known, written=record.cursor)
+        known, done = await asyncio.to_thread(self._deliveries_of, record)
+        lane = _Lane(record, record.cursor, asyncio.Event(), known, written=record.cursor, done=done)
         self._lanes[record.client_id] = lane
         lane.task = asyncio.create_task(self._run_lane(lane))
 
-    def _pending_of(self, record: InstallationRecord) -> dict[int, DeliveryRecord]:
-        found = self.tables.deliveries(record.store_id, record.app_id, record.cursor, 1000)
-        return {d.position: d for d in found if d.client_id == record.client_id and d.status == "pending"}
+    def _deliveries_of(self, record: InstallationRecord) -> tuple[dict[int, DeliveryRecord], set[int]]:
+        found = [d for d in self.tables.deliveries(record.store_id, record.app_id, record.cursor, 1000)
+                 if d.client_id == record.client_id]
+        return ({d.position: d for d in found if d.status == "pending"},
+                {d.position for d in found if d.status != "pending"})
 
     async def _replay(self, client_id: str, from_position: int) -> None:
-        lane = self._lanes.pop(client_id, None)
+        lane = self._lanes.get(client_id)
         if lane is not None:
-            lane.stop = True
-            lane.wake.set()
+            self._retire(lane)
             if lane.task is not None:
                 await asyncio.gather(lane.task, return_exceptions=True)
         await self._flush()
@@ -248,7 +273,7 @@ class Dispatcher:
                     pass
         except Exception:
             log.exception("webhook lane %s failed; it restarts on the next poll", lane.record.client_id)
-            self._lanes.pop(lane.record.client_id, None)
+            self._retire(lane)
 
     async def _advance(self, lane: _Lane) -> float:
         """Send what is due; the seconds until something may be due again."""
@@ -259,8 +284,8 @@ class Dispatcher:
             for entry, body in entries:
                 if lane.stop:
                     return 0
-                if entry.position <= lane.record.installed_position or not rules.app_receives(
-                        lane.record.scopes, lane.record.event_types, body.type):
+                if entry.position <= lane.record.installed_position or entry.position in lane.done or \
+                        not rules.app_receives(lane.record.scopes, lane.record.event_types, body.type):
                     self._move(lane, entry.position)
                     continue
                 earlier = lane.known.get(entry.position)
@@ -278,6 +303,7 @@ class Dispatcher:
     def _move(self, lane: _Lane, position: int) -> None:
         lane.cursor = position
         lane.known.pop(position, None)
+        lane.done.discard(position)
 
     async def _read(self, store_id: str, after: int) -> list[tuple[StoredEntry, _Body]]:
         found: list[tuple[StoredEntry, _Body]] = []
@@ -370,9 +396,8 @@ class Dispatcher:
         self._writes.append(delivery)
 
     async def _disable(self, lane: _Lane, reason: str) -> None:
-        lane.stop = True
+        self._retire(lane)
         await self._flush()
-        self._lanes.pop(lane.record.client_id, None)
         record = lane.record
         await asyncio.to_thread(self.tables.disable_webhook, record.client_id, reason)
         event = {"app_id": record.app_id, "url": record.webhook_url or "", "reason": reason}
@@ -394,7 +419,8 @@ class Dispatcher:
 
     async def _flush(self) -> None:
         lanes = list(self._lanes.values())
-        cursors = {lane.record.client_id: lane.cursor for lane in lanes if lane.cursor > lane.written}
+        cursors, self._retired = self._retired, {}
+        cursors.update({lane.record.client_id: lane.cursor for lane in lanes if lane.cursor > lane.written})
         if not self._writes and not cursors:
             return
         batch, self._writes = self._writes, []
@@ -402,6 +428,8 @@ class Dispatcher:
             await asyncio.to_thread(self.tables.record_attempts, batch, cursors)
         except BaseException:
             self._writes[:0] = batch
+            for client_id, cursor in cursors.items():
+                self._retired[client_id] = max(cursor, self._retired.get(client_id, 0))
             raise
         for lane in lanes:
             lane.written = max(lane.written, cursors.get(lane.record.client_id, 0))

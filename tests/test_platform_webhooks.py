@@ -225,3 +225,23 @@ def test_scopes_select_event_types() -> None:
     assert not rules.app_receives(["coupons:read"], ["member.*"], "member.registered")
     assert rules.valid_event_pattern("order.*") and rules.valid_event_pattern("stored_value.spent")
     assert not rules.valid_event_pattern("*") and not rules.valid_event_pattern("Order.Placed")
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_two_servers_on_one_database_deliver_each_event_once(database: str, receiver: Receiver) -> None:
+    first, second = LiveServer(database).start(), LiveServer(database).start()
+    try:
+        with admin_client(first) as admin, admin_client(second) as other:
+            set_up_store(admin)
+            hook_app(admin, receiver)
+            codes = [f"T{i}" for i in range(8)]
+            for index, code in enumerate(codes):
+                redeem(admin if index % 2 else other, code)
+            accepted = receiver.wait_for(8)
+            time.sleep(1.5)
+    finally:
+        first.stop()
+        second.stop()
+    assert len(receiver.accepted) == 8
+    assert sorted(a["data"]["event"]["data"]["code"] for a in accepted) == sorted(codes)
+    assert len({a["webhook_id"] for a in accepted}) == 8
