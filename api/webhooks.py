@@ -26,8 +26,8 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from uuid import uuid4
 from typing import Any, Final
+from uuid import uuid4
 
 import httpx
 import msgspec
