@@ -8,16 +8,24 @@ headers and a body to skip. This transport does that with asyncio streams (TLS v
 Content-Length, chunked encoding or until close (at most `BODY_BYTES_MAX`, then the
 connection is dropped rather than read on). Anything unusual raises an httpx
 transport error, which a delivery counts as a failed attempt.
+
+Each new connection resolves the host and connects only to a public address unless
+the request carries `extensions={"allow_local": True}` (the store allows local
+webhooks): a name that resolved to a public address at install time cannot later
+point the server at its own network (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from typing import Final
 
 import httpx
+
+from pos_ledger.platform import is_local_address
 
 #: Bytes of an answer's body read (and thrown away) before the connection is dropped instead.
 BODY_BYTES_MAX: Final = 1 << 20
@@ -104,9 +112,17 @@ class WebhookTransport(httpx.AsyncBaseTransport):
 
     async def _connect(self, key: tuple[str, str, int], request: httpx.Request) -> _Connection:
         scheme, host, port = key
+        allow_local = bool(request.extensions.get("allow_local", False))
         try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = [str(info[4][0]) for info in infos]
+            allowed = [a for a in addresses if allow_local or not is_local_address(a.split("%")[0])]
+            if not allowed:
+                raise httpx.ConnectError(f"{host!r} resolves only to local addresses ({', '.join(addresses)}), "
+                                         "which this store does not allow", request=request)
             reader, writer = await asyncio.open_connection(
-                host, port, ssl=self.ssl_context if scheme == "https" else None, limit=HEAD_BYTES_MAX)
+                allowed[0], port, ssl=self.ssl_context if scheme == "https" else None,
+                server_hostname=host if scheme == "https" else None, limit=HEAD_BYTES_MAX)
         except OSError as error:
             raise httpx.ConnectError(f"{type(error).__name__}: {error}", request=request) from None
         return _Connection(reader, writer)

@@ -35,6 +35,7 @@ import msgspec
 from api.platform_tables import DeliveryRecord, InstallationRecord, PlatformTables
 from api.webhook_transport import WebhookTransport
 from pos_ledger import platform as rules
+from pos_ledger.catalog.store import settings_of
 from pos_ledger.ledger import Ledger, StoredEntry
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class _Lane:
     known: dict[int, DeliveryRecord] = field(default_factory=dict)
     #: The cursor last written to the table.
     written: int = 0
+    #: The store lets webhooks reach loopback or private addresses (its `allow_local_webhooks`).
+    allow_local: bool = False
     #: Positions after the cursor the table already has as delivered or failed (sent before a restart
     #: whose cursor write was lost): moved past, not sent again.
     done: set[int] = field(default_factory=set)
@@ -230,6 +233,7 @@ class Dispatcher:
                 self._retire(lane)
             else:
                 lane.record = replace(records[client_id], cursor=lane.cursor)
+                lane.allow_local = self._allows_local(lane.record.store_id)
                 lane.wake.set()
         for client_id, record in records.items():
             if client_id not in self._lanes and len(self._lanes) < LANES_MAX:
@@ -237,9 +241,16 @@ class Dispatcher:
 
     async def _start_lane(self, record: InstallationRecord) -> None:
         known, done = await asyncio.to_thread(self._deliveries_of, record)
-        lane = _Lane(record, record.cursor, asyncio.Event(), known, written=record.cursor, done=done)
+        lane = _Lane(record, record.cursor, asyncio.Event(), known, written=record.cursor, done=done,
+                     allow_local=self._allows_local(record.store_id))
         self._lanes[record.client_id] = lane
         lane.task = asyncio.create_task(self._run_lane(lane))
+
+    def _allows_local(self, store_id: str) -> bool:
+        try:
+            return settings_of(self.ledger.store(store_id)).allow_local_webhooks
+        except Exception:  # a store that cannot be read now: the safe answer
+            return False
 
     def _deliveries_of(self, record: InstallationRecord) -> tuple[dict[int, DeliveryRecord], set[int]]:
         found = [d for d in self.tables.deliveries(record.store_id, record.app_id, record.cursor, 1000)
@@ -348,7 +359,8 @@ class Dispatcher:
         status: int | None = None
         error = ""
         try:
-            request = httpx.Request("POST", record.webhook_url or "", content=payload, headers=headers)
+            request = httpx.Request("POST", record.webhook_url or "", content=payload, headers=headers,
+                                    extensions={"allow_local": lane.allow_local})
             response = await self._transport.handle_async_request(request)
             status = response.status_code
         except Exception as failure:  # httpx transport errors, a bad URL: a failed attempt either way

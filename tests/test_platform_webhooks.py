@@ -245,3 +245,20 @@ def test_two_servers_on_one_database_deliver_each_event_once(database: str, rece
     assert len(receiver.accepted) == 8
     assert sorted(a["data"]["event"]["data"]["code"] for a in accepted) == sorted(codes)
     assert len({a["webhook_id"] for a in accepted}) == 8
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_deliveries_reach_local_addresses_only_while_the_store_allows_them(
+        live_server: LiveServer, admin: httpx.Client, receiver: Receiver) -> None:
+    set_up_store(admin)
+    hook_app(admin, receiver)
+    assert admin.patch("/v1/stores/s1/settings", json={"allow_local_webhooks": False}).status_code == 200
+    time.sleep(1.5)  # the dispatcher rereads the store's settings on its poll
+    redeem(admin, "L1")
+
+    def refused() -> bool:
+        rows = admin.get("/v1/stores/s1/deliveries").json()["deliveries"]
+        return bool(rows) and "local addresses" in rows[0]["last_error"]
+
+    wait_until(refused)
+    assert receiver.accepted == [] and receiver.headers_seen == []

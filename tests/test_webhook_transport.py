@@ -36,7 +36,8 @@ async def serve(answer: Answer) -> tuple[asyncio.Server, str, list[bytes]]:
 
 
 async def post(transport: WebhookTransport, url: str, body: bytes = b'{"a":1}') -> httpx.Response:
-    request = httpx.Request("POST", url, content=body, headers={"webhook-id": "msg_1"})
+    request = httpx.Request("POST", url, content=body, headers={"webhook-id": "msg_1"},
+                            extensions={"allow_local": True})
     return await transport.handle_async_request(request)
 
 
@@ -124,3 +125,21 @@ def test_garbage_is_a_protocol_error() -> None:
 
     with pytest.raises(httpx.RemoteProtocolError):
         run(answer, posts=1)
+
+
+def test_local_addresses_need_the_stores_permission() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> None:
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async def main() -> None:
+        server, url, requests = await serve(answer)
+        transport = WebhookTransport(2.0)
+        try:
+            with pytest.raises(httpx.ConnectError, match="local addresses"):
+                await transport.handle_async_request(httpx.Request("POST", url, content=b"{}"))
+            assert requests == []
+        finally:
+            await transport.aclose()
+            server.close()
+
+    asyncio.run(main())
