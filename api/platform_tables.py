@@ -130,31 +130,40 @@ def _delivery(row: Sequence[Any]) -> DeliveryRecord:
 
 
 class PlatformTables:
-    """One connection used under a lock (statements are small; the dispatcher writes in batches)."""
+    """Two connections, each used under its lock: one writes (the dispatcher's group commits, installs),
+    one reads (every app request looks its install up), so a write waiting for the database's write
+    lock never holds up a read."""
 
     def __init__(self, database: str) -> None:
         self._lock = threading.RLock()
+        self._read_lock = threading.Lock()
         self._connection: Any
+        self._reader: Any
         self._postgres = database.startswith(("postgresql://", "postgres://"))
-        if self._postgres:
-            import psycopg
-
-            self._connection = psycopg.connect(database, autocommit=True)
-        else:
-            self._connection = sqlite3.connect(database, timeout=30, isolation_level=None,
-                                               check_same_thread=False)
+        self._connection, self._reader = self._connect(database), self._connect(database)
         for statement in _TABLES:
             self._execute(statement)
 
+    def _connect(self, database: str) -> Any:
+        if self._postgres:
+            import psycopg
+
+            return psycopg.connect(database, autocommit=True)
+        return sqlite3.connect(database, timeout=30, isolation_level=None, check_same_thread=False)
+
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._connection.close()
+            self._reader.close()
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            if self._postgres:
-                statement = statement.replace("?", "%s")
-            cursor = self._connection.execute(statement, tuple(params))
+        if self._postgres:
+            statement = statement.replace("?", "%s")
+        # No SELECT runs inside a transaction here, so reads may take the other connection.
+        reading = statement.startswith("SELECT")
+        lock, connection = (self._read_lock, self._reader) if reading else (self._lock, self._connection)
+        with lock:
+            cursor = connection.execute(statement, tuple(params))
             if cursor.description is None:
                 return [cursor.rowcount]
             return list(cursor.fetchall())
