@@ -70,8 +70,19 @@ def without_personal_data(event_type: str, data: dict[str, Any]) -> tuple[dict[s
     """The event's data without a person's details; (data, whether anything was left out)."""
     if not event_type.startswith(PERSONAL_FAMILIES):
         return data, False
-    kept = {key: value for key, value in data.items() if key not in PERSONAL_FIELDS}
-    return kept, len(kept) != len(data)
+    kept: dict[str, Any] = {}
+    removed = False
+    for key, value in data.items():
+        if key in PERSONAL_FIELDS:
+            removed = True
+        elif isinstance(value, dict):
+            # A nested person (an order's `customer`): its details go too; lists (order lines) stay.
+            inner = {k: v for k, v in value.items() if k not in PERSONAL_FIELDS}
+            removed = removed or len(inner) != len(value)
+            kept[key] = inner
+        else:
+            kept[key] = value
+    return kept, removed
 
 
 def new_webhook_secret() -> str:

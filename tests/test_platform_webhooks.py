@@ -262,3 +262,16 @@ def test_deliveries_reach_local_addresses_only_while_the_store_allows_them(
 
     wait_until(refused)
     assert receiver.accepted == [] and receiver.headers_seen == []
+
+
+def test_personal_data_leaves_member_and_order_events_but_not_sale_lines() -> None:
+    member, removed = rules.without_personal_data(
+        "member.registered", {"member_id": "m1", "name": "Li", "phone": "138", "birthday": "01-01"})
+    assert member == {"member_id": "m1"} and removed
+    order, removed = rules.without_personal_data(
+        "order.placed", {"order_id": "o1", "customer": {"name": "Li", "phone": "138", "id": "c1"},
+                         "lines": [{"name": "Latte", "qty": 1}]})
+    assert order == {"order_id": "o1", "customer": {"id": "c1"}, "lines": [{"name": "Latte", "qty": 1}]}
+    assert removed
+    sale = {"lines": [{"name": "Latte"}], "total_minor": 100}
+    assert rules.without_personal_data("sale.completed", sale) == (sale, False)
