@@ -30,7 +30,7 @@ from api.auth import APP_SCOPES, STORE_READ, Principal
 from api.platform_tables import AppRecord, InstallationRecord, PlatformTables
 from api.ratelimit import Limiter, RateLimit, limiter
 from api.settings import Settings
-from api.webhooks import Dispatcher, WebhookConfig
+from api.webhooks import Dispatcher, RedisWakeups, WebhookConfig
 from pos_ledger import platform as rules
 from pos_ledger.catalog.apps import apps_of
 from pos_ledger.catalog.store import settings_of
@@ -136,10 +136,18 @@ class Platform:
         self.token_key = _token_key(settings.server_seed)
         self.limiter: Limiter = limiter(settings.redis_url, rate_limit or RateLimit.from_env())
         self.dispatcher = Dispatcher(ledger, self.tables, webhooks or WebhookConfig.from_env())
+        self.wakeups = RedisWakeups(settings.redis_url, self.dispatcher.notify) if settings.redis_url else None
         #: Where the token route says tokens come from; informational.
         self.issuer = TOKEN_ISSUER
 
+    def start(self) -> None:
+        self.dispatcher.start()
+        if self.wakeups is not None:
+            self.wakeups.start()
+
     def close(self) -> None:
+        if self.wakeups is not None:
+            self.wakeups.stop()
         self.dispatcher.stop()
         self.tables.close()
 
@@ -328,7 +336,7 @@ def wire(app: FastAPI, ledger: Ledger, settings: Settings) -> Platform:
 async def start(app: FastAPI) -> None:
     platform: Platform | None = getattr(app.state, "platform", None)
     if platform is not None:
-        await asyncio.to_thread(platform.dispatcher.start)
+        await asyncio.to_thread(platform.start)
 
 
 async def stop(app: FastAPI) -> None:

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -445,3 +446,45 @@ class Dispatcher:
             raise
         for lane in lanes:
             lane.written = max(lane.written, cursors.get(lane.record.client_id, 0))
+
+
+class RedisWakeups:
+    """Wake-ups from other server processes' commits (`projections.fanout.RedisFanout` publishes them), so
+    the lease holder delivers their events at once instead of on its next poll. A lost message only
+    waits for the poll: the log stays the truth."""
+
+    PATTERN: Final = "pos-ledger:*:appended"
+
+    def __init__(self, url: str, notify: Callable[[str, int, bytes], None]) -> None:
+        import redis
+
+        self.notify = notify
+        client: Any = redis.Redis.from_url(url, socket_connect_timeout=1.0, health_check_interval=30)
+        self.client = client
+        self.pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
+        self.thread: Any = None
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        try:
+            announced = msgspec.json.decode(message["data"])
+            self.notify(str(announced["store_id"]), int(announced["position"]), b"")
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed wake-up on %s", message.get("channel"))
+
+    def start(self) -> None:
+        def failed(error: BaseException, pubsub: Any, thread: Any) -> None:
+            log.warning("redis wake-ups stopped (%s); the dispatcher polls the log", error)
+            thread.stop()
+
+        try:
+            self.pubsub.psubscribe(**{self.PATTERN: self._on_message})
+            self.thread = self.pubsub.run_in_thread(sleep_time=0.5, daemon=True, exception_handler=failed)
+        except Exception as error:  # Redis down at start: polling still delivers
+            log.warning("redis wake-ups unavailable (%s); the dispatcher polls the log", error)
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread.join(timeout=5)
+        self.pubsub.close()
+        self.client.close()

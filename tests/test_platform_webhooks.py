@@ -275,3 +275,33 @@ def test_personal_data_leaves_member_and_order_events_but_not_sale_lines() -> No
     assert removed
     sale = {"lines": [{"name": "Latte"}], "total_minor": 100}
     assert rules.without_personal_data("sale.completed", sale) == (sale, False)
+
+
+def test_redis_wakeups_carry_other_processes_commits() -> None:
+    import secrets
+    import threading
+
+    from api.webhooks import RedisWakeups
+    from projections.fanout import RedisFanout
+
+    store_id = f"wake-{secrets.token_hex(6)}"
+    heard: list[tuple[str, int]] = []
+    arrived = threading.Event()
+
+    def notify(store: str, position: int, head: bytes) -> None:
+        if store == store_id:
+            heard.append((store, position))
+            arrived.set()
+
+    wakeups = RedisWakeups("redis://127.0.0.1:6379/0", notify)
+    wakeups.start()
+    fanout = RedisFanout("redis://127.0.0.1:6379/0")
+    try:
+        time.sleep(0.3)  # the subscription is in place
+        fanout(store_id, 7, bytes(32))
+        assert arrived.wait(5)
+        assert heard == [(store_id, 7)]
+    finally:
+        fanout.client.delete(f"pos-ledger:{store_id}:log")
+        fanout.close()
+        wakeups.stop()
