@@ -217,14 +217,13 @@ class Platform:
         self.ledger.store(store_id)
         if app_id not in apps_of(self.ledger.store(store_id)).installed:
             raise AppNotInstalled(f"app {app_id!r} is not installed in store {store_id!r}")
-        found = self.tables.installation(store_id, app_id)
-        client_id = found.client_id if found is not None else ""
+        # The client id the log's app.installed named (the table row may already be inactive if an
+        # earlier uninstall revoked it and then failed to write its event).
+        client_id = apps_of(self.ledger.store(store_id)).installed[app_id].client_id
         # Revoke first: from here no token of this install works and no delivery starts.
-        if found is not None:
-            self.tables.deactivate(found.client_id)
+        self.tables.deactivate(client_id)
         self.dispatcher.refresh()
-        self.ledger.append_server_events(
-            store_id, [("app.uninstalled", {"app_id": app_id, "client_id": client_id or "unknown"})])
+        self.ledger.append_server_events(store_id, [("app.uninstalled", {"app_id": app_id, "client_id": client_id})])
 
     def rotate_webhook_secret(self, store_id: str, app_id: str, grace_s: float = rules.ROTATION_GRACE_S) -> tuple[str, float]:
         found = self.installation(store_id, app_id)
