@@ -116,6 +116,7 @@ class Dispatcher:
         self._writes: list[DeliveryRecord] = []
         #: Cursors of lanes that stopped before their last move was written.
         self._retired: dict[str, int] = {}
+        self._replaying: set[str] = set()
         self._stopping = False
         self._refresh: asyncio.Event | None = None
         self._entries: OrderedDict[tuple[str, int], tuple[StoredEntry, _Body]] = OrderedDict()
@@ -228,22 +229,29 @@ class Dispatcher:
             self._retire(lane)
 
     async def _sync_lanes(self) -> None:
-        records = {r.client_id: r for r in await asyncio.to_thread(self.tables.webhook_installations)}
+        records = {r.client_id: r for r in await asyncio.to_thread(self.tables.webhook_installations)
+                   if r.client_id not in self._replaying}
+        # Store settings are read off this loop: a store's lock may be held by a long ingest.
+        allow_local = await asyncio.to_thread(
+            lambda: {store_id: self._allows_local(store_id) for store_id in {r.store_id for r in records.values()}})
         for client_id, lane in list(self._lanes.items()):
             if client_id not in records:
-                self._retire(lane)
+                if client_id not in self._replaying:
+                    self._retire(lane)
             else:
                 lane.record = replace(records[client_id], cursor=lane.cursor)
-                lane.allow_local = self._allows_local(lane.record.store_id)
+                lane.allow_local = allow_local.get(lane.record.store_id, False)
                 lane.wake.set()
         for client_id, record in records.items():
             if client_id not in self._lanes and len(self._lanes) < LANES_MAX:
-                await self._start_lane(record)
+                await self._start_lane(record, allow_local.get(record.store_id, False))
 
-    async def _start_lane(self, record: InstallationRecord) -> None:
+    async def _start_lane(self, record: InstallationRecord, allow_local: bool) -> None:
         known, done = await asyncio.to_thread(self._deliveries_of, record)
+        if record.client_id in self._lanes or record.client_id in self._replaying:
+            return  # another sync started it (or a replay began) while this one read the table
         lane = _Lane(record, record.cursor, asyncio.Event(), known, written=record.cursor, done=done,
-                     allow_local=self._allows_local(record.store_id))
+                     allow_local=allow_local)
         self._lanes[record.client_id] = lane
         lane.task = asyncio.create_task(self._run_lane(lane))
 
@@ -260,13 +268,18 @@ class Dispatcher:
                 {d.position for d in found if d.status != "pending"})
 
     async def _replay(self, client_id: str, from_position: int) -> None:
-        lane = self._lanes.get(client_id)
-        if lane is not None:
-            self._retire(lane)
-            if lane.task is not None:
-                await asyncio.gather(lane.task, return_exceptions=True)
-        await self._flush()
-        await asyncio.to_thread(self.tables.replay, client_id, from_position)
+        # No lane of this install runs (nor starts) until the table is rewound.
+        self._replaying.add(client_id)
+        try:
+            lane = self._lanes.get(client_id)
+            if lane is not None:
+                self._retire(lane)
+                if lane.task is not None:
+                    await asyncio.gather(lane.task, return_exceptions=True)
+            await self._flush()
+            await asyncio.to_thread(self.tables.replay, client_id, from_position)
+        finally:
+            self._replaying.discard(client_id)
         await self._sync_lanes()
 
     # ---- one lane ----
