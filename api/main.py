@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import auth, errors, web
+from api import auth, errors, platform, web
 from api.idempotency import IdempotencyMiddleware
 from api.limits import BodyLimitMiddleware
 from api.nonces import NonceTable
@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         projection_service.start()
         expiry = asyncio.create_task(expire_orders(app.state.orders, orders_scan_interval_s))
+        await platform.start(app)
         yield
+        await platform.stop(app)
         expiry.cancel()
         wakeups.close()
         app.state.ingest_queue.close()
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(orders.router, responses=errors.PROBLEM_RESPONSES)
     #: The back office in the browser: staff sessions (an authenticator), pages, /static.
     staff_table = web.install(app, ledger, settings.database)
+    #: The open platform: apps, OAuth2 tokens (an authenticator), vouchers, the feed, webhooks.
+    platform.wire(app, ledger, settings)
 
     @app.get("/healthz", tags=["meta"], responses=errors.problem_responses(413))
     async def healthz() -> dict[str, str]:

@@ -31,6 +31,7 @@ from tests.payments_fixtures import Sandbox
 #: A receipt's proof is opened by the chain hash printed on it (256 bits the customer holds).
 OPEN = {
     ("get", "/v1/stores/{store_id}/receipts/{position}"),
+    ("post", "/oauth/token"),
     ("get", "/healthz"),
     ("get", "/v1/stores/{store_id}/payments/{payment_id}/qr.svg"),
     ("get", "/v1/stores/{store_id}/payments/{payment_id}/qr.png"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pos_ledger.catalog import (
+    apps,
     checkpoints,
     conflicts,
     coupons,
@@ -15,11 +16,13 @@ from pos_ledger.catalog import (
     shifts,
     staff,
     store,
+    vouchers,
 )
 from pos_ledger.events import EVENT_TYPES
 
 __all__ = [
     "EVENT_TYPES",
+    "apps",
     "checkpoints",
     "conflicts",
     "coupons",
@@ -32,4 +35,5 @@ __all__ = [
     "shifts",
     "staff",
     "store",
+    "vouchers",
 ]
