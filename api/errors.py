@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -29,14 +30,22 @@ _PROBLEM_DESCRIPTIONS: dict[int, str] = {
     409: "A business rule refused the command (`rule-violated` with `reason`); nothing was written",
     413: "The body is over the route's limit (`body-too-large`) or the batch too long",
     422: "The input does not fit the schema (`invalid-input` with `errors`), JSON nested too deep",
+    429: "Over the rate limit (`rate-limited`); retry after `Retry-After` seconds",
     503: "Retry later: write contention, or the payment provider is busy or unavailable",
 }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for these statuses, each an RFC 9457 problem."""
-    return {status: {"description": _PROBLEM_DESCRIPTIONS[status],
-                     "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}} for status in statuses}
+def problem_responses(*statuses: int | Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries, each an RFC 9457 problem: a status takes the standard description,
+    a `{status: description}` mapping its own."""
+    described: dict[int, str] = {}
+    for item in statuses:
+        if isinstance(item, Mapping):
+            described.update(item)
+        else:
+            described[item] = _PROBLEM_DESCRIPTIONS[item]
+    return {status: {"description": text, "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
+            for status, text in described.items()}
 
 
 #: What any store route may answer besides its success.

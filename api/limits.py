@@ -20,10 +20,9 @@ import re
 from typing import Any, Final
 
 from fastapi import Depends, Request
-from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from api.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, problem_responses
 from pos_ledger.errors import PosLedgerError
 from pos_ledger.ledger import BATCH_BYTES_MAX
 from pos_ledger.values import IDENTIFIER_CHARACTERS, JSON_DEPTH_MAX, json_too_deep
@@ -115,30 +114,29 @@ class BodyTooLarge(PosLedgerError):
     status = 413
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
+#: Bodies of small JSON documents (platform registrations, installs, vouchers).
+SMALL_BODY_BYTES_MAX: Final = 64 * 1024
 
 
-def problems(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: each status with its description and the problem+json schema."""
-    content = {"application/problem+json": {"schema": Problem.model_json_schema()}}
-    return {status: {"description": text, "content": content} for status, text in described.items()}
+class BodyLimit:
+    """A route dependency: the request body may hold at most `bytes_max` bytes (413 otherwise),
+    below the server-wide `BODY_BYTES_MAX` the middleware already holds every route to."""
+
+    def __init__(self, bytes_max: int) -> None:
+        self.bytes_max = bytes_max
+
+    async def __call__(self, request: Request) -> None:
+        declared = request.headers.get("content-length", "")
+        if (declared and not declared.isdigit()) or (declared.isdigit() and int(declared) > self.bytes_max):
+            raise BodyTooLarge(f"this request's body may hold at most {self.bytes_max} bytes")
+        if len(await request.body()) > self.bytes_max:
+            raise BodyTooLarge(f"this request's body may hold at most {self.bytes_max} bytes")
 
 
-def body_limit(bytes_max: int) -> Any:
-    """A route dependency refusing a body over `bytes_max` (declared or streamed) with a 413 problem."""
+def body_limit(bytes_max: int = SMALL_BODY_BYTES_MAX) -> Any:
+    """`dependencies=[body_limit(4096)]` on a route, or `_: Annotated[None, body_limit()]`."""
+    return Depends(BodyLimit(bytes_max))
 
-    async def limit(request: Request) -> None:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > bytes_max):
-            raise BodyTooLarge(f"this request's body is at most {bytes_max} bytes")
-        if len(await request.body()) > bytes_max:
-            raise BodyTooLarge(f"this request's body is at most {bytes_max} bytes")
 
-    return Depends(limit)
+#: `responses=problems(401, 403, {409: "why"})`: each an RFC 9457 problem in OpenAPI.
+problems = problem_responses

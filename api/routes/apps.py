@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import APP_SCOPES, EVENTS_READ, MEMBERS_READ, OWN, AdminOnlyDep, Principal, allow
-from api.bodylimit import AUTH_PROBLEMS, BodyLimit, body_limit, problems
 from api.deps import LedgerDep
+from api.limits import BodyLimit, body_limit, problems
 from api.platform import OAuthError, Platform
 from api.platform_tables import DELIVERIES_READ_MAX, AppRecord, DeliveryRecord, InstallationRecord
 from api.routes.stores import IdentifierPattern, StoreId
@@ -26,6 +26,9 @@ from pos_ledger.catalog.apps import EVENT_TYPES_MAX, SCOPES_MAX
 from pos_ledger.ledger import READ_EVENTS_MAX
 
 #: Every route refuses a body over the limit (the GETs too); the token route has its own, smaller.
+#: What every platform route may answer: no or a bad credential, not allowed, body too large,
+#: parameters out of the schema, over the rate limit.
+AUTH_PROBLEMS: Final = (401, 403, 413, 422, 429)
 router = APIRouter(prefix="/v1/apps", tags=["platform"], dependencies=[body_limit()])
 store_router = APIRouter(prefix="/v1/stores", tags=["platform"], dependencies=[body_limit()])
 oauth_router = APIRouter(tags=["platform"])

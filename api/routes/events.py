@@ -12,17 +12,13 @@ from pydantic import BaseModel
 
 from api.auth import EVENTS_READ, Principal, allow
 from api.deps import LedgerDep
+from api.limits import BodyTooLarge
 from api.routes.stores import StoreId, TerminalId
-from pos_ledger.errors import BatchTooLarge, InvalidInput, PosLedgerError
+from pos_ledger.errors import BatchTooLarge, InvalidInput
 from pos_ledger.ledger import BATCH_BYTES_MAX, BATCH_EVENTS_MAX, READ_EVENTS_MAX, SignedEvent
 from pos_ledger.values import JSON_DEPTH_MAX
 
 router = APIRouter(prefix="/v1/stores", tags=["events"])
-
-
-class BodyTooLarge(PosLedgerError):
-    slug = "body-too-large"
-    status = 413
 
 
 # Unknown members are refused, not skipped: the schema then bounds how deep a batch can nest

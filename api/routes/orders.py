@@ -15,13 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import EVENTS_READ, MANAGE, ORDERS_READ, ORDERS_WRITE, STORE_READ, Principal, allow
 from api.deps import LedgerDep
-from api.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
+from api.errors import problem_responses
+from api.limits import BodyLimit
 from api.routes.stores import StoreId
 from api.streams import Wakeups, follow, sse_message
 from pos_ledger import money
 from pos_ledger.catalog.orders import CHANNELS, ORDER_EVENT_TYPES, order_view, orders_of
 from pos_ledger.catalog.printers import printers_of
-from pos_ledger.errors import InvalidInput, NotFound, PosLedgerError
+from pos_ledger.errors import InvalidInput, NotFound
 from pos_ledger.ledger import Ledger, StoredEntry
 from pos_ledger.orders.service import ORDERS_LISTED_MAX, Orders
 
@@ -35,34 +36,6 @@ OrderId = Annotated[str, Path(pattern=IdPattern)]
 _DECODER: Final = msgspec.json.Decoder()
 
 
-class BodyTooLarge(PosLedgerError):
-    slug = "body-too-large"
-    status = 413
-
-
-class BodyLimit:
-    """A route dependency: the request body may hold at most `bytes_max` bytes (413 otherwise)."""
-
-    def __init__(self, bytes_max: int) -> None:
-        self.bytes_max = bytes_max
-
-    async def __call__(self, request: Request) -> None:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.bytes_max:
-            raise BodyTooLarge(f"this request body may hold at most {self.bytes_max} bytes")
-        if len(await request.body()) > self.bytes_max:
-            raise BodyTooLarge(f"this request body may hold at most {self.bytes_max} bytes")
-
-
-class ProblemOut(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    reason: str | None = None
-
-
 _PROBLEM_TEXT: Final = {
     401: "No valid credential", 403: "The credential may not do this here", 404: "No such store or order",
     409: "A rule refused it (reason: invalid_transition, channel_order_conflict, payment_not_captured, ...)",
@@ -72,8 +45,7 @@ _PROBLEM_TEXT: Final = {
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"description": _PROBLEM_TEXT[status],
-                     "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}} for status in statuses}
+    return problem_responses({status: _PROBLEM_TEXT[status] for status in statuses})
 
 
 def orders_service(request: Request) -> Orders:

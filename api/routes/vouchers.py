@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import COUPONS_READ, COUPONS_WRITE, Principal, allow
-from api.bodylimit import AUTH_PROBLEMS, body_limit, problems
+from api.limits import body_limit, problems
 from api.routes.stores import IdentifierPattern, StoreId
 from pos_ledger.catalog.vouchers import Voucher
 from pos_ledger.vouchers import Redemption, Vouchers
 
+#: What every platform route may answer: no or a bad credential, not allowed, body too large,
+#: parameters out of the schema, over the rate limit.
+AUTH_PROBLEMS: Final = (401, 403, 413, 422, 429)
 router = APIRouter(prefix="/v1/stores", tags=["vouchers"], dependencies=[body_limit()])
 
 RefPattern = r"^[A-Za-z0-9_.:/-]{1,100}$"
