@@ -26,6 +26,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from starlette.concurrency import run_in_threadpool
 
+from api import errors
 from api.auth import APP_SCOPES, STORE_READ, Principal
 from api.platform_tables import AppRecord, InstallationRecord, PlatformTables
 from api.ratelimit import Limiter, RateLimit, limiter
@@ -325,10 +326,10 @@ def wire(app: FastAPI, ledger: Ledger, settings: Settings) -> Platform:
     app.state.platform = platform
     app.state.authenticators.append(app_token)
     ledger.listeners.append(platform.dispatcher.notify)
-    app.include_router(apps_routes.router)
+    app.include_router(apps_routes.router, responses=errors.PROBLEM_RESPONSES)
     app.include_router(apps_routes.oauth_router)
-    app.include_router(apps_routes.store_router)
-    app.include_router(vouchers_routes.router)
+    app.include_router(apps_routes.store_router, responses=errors.PROBLEM_RESPONSES)
+    app.include_router(vouchers_routes.router, responses=errors.PROBLEM_RESPONSES)
     return platform
 
 
