@@ -216,8 +216,12 @@ def call(server: LiveServer, method: str, template: str, store_id: str, access_t
         start = path.index("{")
         path = path[:start] + "x1" + path[path.index("}", start) + 1:]
     body = None if method in ("GET", "DELETE") else b"{}"
-    return httpx.request(method, server.url + path, content=body,
-                         headers={**bearer(access_token), "content-type": "application/json"}, timeout=30)
+    # Streamed, so a live stream (SSE) answers with its status and headers, not after its end.
+    with httpx.stream(method, server.url + path, content=body,
+                      headers={**bearer(access_token), "content-type": "application/json"}, timeout=30) as response:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.read()
+        return response
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
