@@ -8,14 +8,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import auth, errors
+from api import auth, errors, web
 from api.idempotency import IdempotencyMiddleware
-from api.routes import conflicts, coupons, events, members, menu, payments, shifts, stores
+from api.routes import conflicts, coupons, events, members, menu, payments, shifts, staff, stores
+from api.routes import projections as projections_routes
+from api.routes import reports as report_routes
 from api.settings import Settings
 from pos_ledger.ledger import Ledger
 from pos_ledger.payments.drawer import Shifts
 from pos_ledger.payments.provider import PaymentProvider
 from pos_ledger.payments.service import Payments
+from projections.service import ProjectionService
 
 
 def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
@@ -27,10 +30,14 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
         from projections.fanout import RedisFanout
 
         ledger.listeners.append(RedisFanout(settings.redis_url))
+    projection_service = ProjectionService(ledger, settings.database, settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        projection_service.start()
         yield
+        staff_table.close()
+        projection_service.stop()
         ledger.close()
 
     app = FastAPI(title="pos-ledger", version="0.1.0", lifespan=lifespan)
@@ -38,6 +45,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.state.ledger = ledger
     app.state.payments = Payments(ledger, provider, public_url)
     app.state.shifts = Shifts(ledger)
+    app.state.projections = projection_service
     #: Who is calling, tried in order (api/auth.py): each credential kind is one entry.
     app.state.authenticators = [auth.admin_token, auth.terminal_signature]
     app.add_middleware(IdempotencyMiddleware, database=settings.database,
@@ -51,6 +59,11 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(conflicts.router)
     app.include_router(payments.router)
     app.include_router(shifts.router)
+    app.include_router(report_routes.router)
+    app.include_router(projections_routes.router)
+    app.include_router(staff.router)
+    #: The back office in the browser: staff sessions (an authenticator), pages, /static.
+    staff_table = web.install(app, ledger, settings.database)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

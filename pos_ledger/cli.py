@@ -13,9 +13,11 @@ from typing import Annotated
 import typer
 
 from pos_ledger.payments.sandbox import DELAY_S_DEFAULT
+from projections.cli import app as projections_app
 
 app = typer.Typer(help="pos-ledger: the signed, hash-chained ledger behind smart cash registers.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(projections_app, name="projections")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -61,6 +63,8 @@ def serve(
     if not os.environ.get("POS_LEDGER_ADMIN_TOKEN"):
         typer.echo(f"admin token (set POS_LEDGER_ADMIN_TOKEN to choose one): {settings.admin_token}")
     typer.echo(f"ledger: {settings.database}; listening on http://{host}:{port}")
+    typer.echo(f"back office: {public_url}/ (log in as 'admin' with the admin token, or add staff with "
+               "'pos-ledger staff add')")
     if demo:
         threading.Thread(target=_seed_when_up, args=(host, port, settings.admin_token, settings.database),
                          daemon=True).start()
@@ -248,6 +252,72 @@ def audit(
                f"({len(report.balances)} accounts)")
     if not report.ok:
         raise typer.Exit(code=1)
+
+
+staff_app = typer.Typer(help="Back-office staff accounts (owner, manager, viewer, auditor).", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+
+
+@staff_app.command("add")
+def staff_add(
+    store: Annotated[str, typer.Option(help="Store id.")],
+    username: Annotated[str, typer.Option(help="Login name, unique in the store (lower-cased).")],
+    role: Annotated[str, typer.Option(help="owner, manager, viewer or auditor.")],
+    db: Annotated[str | None, typer.Option(help="SQLite path or postgresql:// URL [env POS_LEDGER_DB].")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin instead of a prompt.")] = False,
+) -> None:
+    """Give a person access to a store's back office; the password is asked for (never an argument)."""
+    import sys
+
+    from api.settings import Settings
+    from pos_ledger.errors import PosLedgerError
+    from pos_ledger.ledger import Ledger
+    from pos_ledger.staff import StaffService
+    from pos_ledger.staff_table import StaffTable
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    settings = Settings.from_env(database=db)
+    if "://" not in settings.database and not Path(settings.database).exists():
+        raise _fail(f"no database at {settings.database}")
+    try:
+        ledger = Ledger(settings.database, settings.server_seed)
+    except Exception as error:
+        raise _fail(f"cannot open the ledger: {error}") from None
+    table = None
+    try:
+        ledger.store(store)
+        table = StaffTable(settings.database)
+        account = StaffService(table, ledger).add(store, username, password, role)
+    except PosLedgerError as error:
+        raise _fail(error.detail) from None
+    finally:
+        if table is not None:
+            table.close()
+        ledger.close()
+    typer.echo(f"staff {account.username} ({account.role}) can now log in to store {store}")
+
+
+@staff_app.command("list")
+def staff_list(
+    store: Annotated[str, typer.Option(help="Store id.")],
+    db: Annotated[str | None, typer.Option(help="SQLite path or postgresql:// URL [env POS_LEDGER_DB].")] = None,
+) -> None:
+    """The store's staff accounts and roles."""
+    from api.settings import Settings
+    from pos_ledger.staff_table import StaffTable
+
+    settings = Settings.from_env(database=db)
+    if "://" not in settings.database and not Path(settings.database).exists():
+        raise _fail(f"no database at {settings.database}")
+    table = StaffTable(settings.database)
+    try:
+        for account in table.accounts(store):
+            typer.echo(f"{account.username}\t{account.role}")
+    finally:
+        table.close()
 
 
 if __name__ == "__main__":

@@ -311,6 +311,18 @@ class Loyalty:
         self.ledger.append_server_events(store_id, [("campaign.created", spec)])
         return self.campaign(store_id, spec["campaign_id"])
 
+    def pause_campaign(self, store_id: str, campaign_id: str, reason: str = "") -> Campaign:
+        """Stop issuing the campaign's coupons (those out stay redeemable); pausing twice is a no-op."""
+        if not self.campaign(store_id, campaign_id).paused:
+            self.ledger.append_server_events(
+                store_id, [("campaign.paused", {"campaign_id": campaign_id, "reason": reason})])
+        return self.campaign(store_id, campaign_id)
+
+    def resume_campaign(self, store_id: str, campaign_id: str) -> Campaign:
+        if self.campaign(store_id, campaign_id).paused:
+            self.ledger.append_server_events(store_id, [("campaign.resumed", {"campaign_id": campaign_id})])
+        return self.campaign(store_id, campaign_id)
+
     def issue_coupon(self, store_id: str, campaign_id: str, *, member_id: str | None,
                      source: str = "manual", cause: str = "", now: datetime | None = None) -> Coupon:
         self.campaign(store_id, campaign_id)

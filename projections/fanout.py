@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Callable
 from typing import Final
 
 import redis
@@ -40,3 +42,36 @@ class RedisFanout:
 
     def close(self) -> None:
         self.client.close()
+
+
+#: Every store's wake-up channel (for a follower of all stores, such as the projections runner).
+CHANNEL_PATTERN: Final = "pos-ledger:*:appended"
+#: Seconds between reconnection attempts while Redis is away.
+RECONNECT_S: Final = 1.0
+
+
+def follow(url: str, on_appended: Callable[[str, int, bytes], None], stop: threading.Event) -> None:
+    """Call on_appended(store, position, head) for every announcement until `stop` is set.
+
+    Redis going away only pauses the wake-ups (followers also poll the log); this
+    reconnects every RECONNECT_S and never raises.
+    """
+    while not stop.is_set():
+        client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
+        try:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.psubscribe(CHANNEL_PATTERN)
+            while not stop.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message is None or message.get("type") != "pmessage":
+                    continue
+                try:
+                    announced = json.loads(message["data"])
+                    on_appended(str(announced["store_id"]), int(announced["position"]),
+                                bytes.fromhex(announced["head"]))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring a malformed announcement on %s", message.get("channel"))
+        except redis.RedisError:
+            stop.wait(RECONNECT_S)
+        finally:
+            client.close()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.auth import COUPONS_READ, COUPONS_WRITE, MANAGE, Principal, allow
+from api.limits import body_limit, problems
 from api.routes.members import IdPattern, RefPattern, TokenOut, _public_key, loyalty
 from api.routes.stores import StoreId
 from pos_ledger import _core
@@ -44,6 +45,12 @@ class CampaignIn(BaseModel):
 class CampaignOut(CampaignIn):
     issued: int
     redeemed: int
+    #: A paused campaign issues no coupons (its coupons already out stay redeemable).
+    paused: bool = False
+
+
+class PauseIn(BaseModel):
+    reason: str = Field(default="", max_length=200)
 
 
 class IssueIn(BaseModel):
@@ -130,7 +137,7 @@ def campaign_out(campaign: Campaign) -> CampaignOut:
     import msgspec
 
     return CampaignOut(**msgspec.structs.asdict(campaign.spec), issued=campaign.issued,
-                       redeemed=campaign.redeemed)
+                       redeemed=campaign.redeemed, paused=campaign.paused)
 
 
 def coupon_out(service: Loyalty, store_id: str, coupon: Coupon) -> CouponOut:
@@ -173,6 +180,26 @@ def list_campaigns(store_id: StoreId, request: Request, _: Annotated[Principal, 
 @router.get("/{store_id}/campaigns/{campaign_id}", response_model=CampaignOut)
 def get_campaign(store_id: StoreId, campaign_id: CampaignId, request: Request, _: Annotated[Principal, allow(COUPONS_READ)]) -> CampaignOut:
     return campaign_out(loyalty(request).campaign(store_id, campaign_id))
+
+
+_PAUSE_PROBLEMS = problems({401: "No credential", 403: "Needs store:manage for this store",
+                            404: "No such store or campaign", 413: "Body over 1 KiB", 422: "Bad input"})
+
+
+@router.post("/{store_id}/campaigns/{campaign_id}/pause", response_model=CampaignOut,
+             dependencies=[body_limit(1024)], responses=_PAUSE_PROBLEMS)
+def pause_campaign(store_id: StoreId, campaign_id: CampaignId, payload: PauseIn, request: Request,
+                   _: Annotated[Principal, allow(MANAGE)]) -> CampaignOut:
+    """Stop issuing (manual, QR claim, after payment) until resumed; a `campaign.paused` event."""
+    return campaign_out(loyalty(request).pause_campaign(store_id, campaign_id, payload.reason))
+
+
+@router.post("/{store_id}/campaigns/{campaign_id}/resume", response_model=CampaignOut,
+             dependencies=[body_limit(1024)], responses=_PAUSE_PROBLEMS)
+def resume_campaign(store_id: StoreId, campaign_id: CampaignId, request: Request,
+                    _: Annotated[Principal, allow(MANAGE)]) -> CampaignOut:
+    """Issue again; a `campaign.resumed` event."""
+    return campaign_out(loyalty(request).resume_campaign(store_id, campaign_id))
 
 
 @router.post("/{store_id}/campaigns/{campaign_id}/issue", status_code=201, response_model=CouponOut)

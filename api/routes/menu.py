@@ -21,6 +21,8 @@ class MenuItemIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     price_minor: int = Field(ge=0, le=10**15)
     category: str = Field(default="", max_length=100)
+    #: False while the item cannot be sold (sold out); it stays on the menu.
+    available: bool = True
 
 
 class MenuItemOut(BaseModel):
@@ -29,6 +31,7 @@ class MenuItemOut(BaseModel):
     price_minor: int
     currency: str
     category: str
+    available: bool = True
 
 
 @router.get("/{store_id}/menu", response_model=list[MenuItemOut])
@@ -36,7 +39,7 @@ def list_menu(store_id: StoreId, _: Annotated[Principal, allow(STORE_READ)], led
     state = ledger.store(store_id)
     return [
         MenuItemOut(sku=i.sku, name=i.name, price_minor=i.price_minor, currency=state.currency,
-                    category=i.category)
+                    category=i.category, available=i.available)
         for i in sorted(menu_of(state).values(), key=lambda item: (item.category, item.sku))
     ]
 

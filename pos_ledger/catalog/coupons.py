@@ -122,11 +122,23 @@ class CouponVoided(msgspec.Struct, frozen=True):
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
+class CampaignPaused(msgspec.Struct, frozen=True):
+    """No coupon of the campaign is issued until it resumes; coupons already out stay redeemable."""
+
+    campaign_id: Identifier
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class CampaignResumed(msgspec.Struct, frozen=True):
+    campaign_id: Identifier
+
+
 @dataclass(slots=True)
 class Campaign:
     spec: CampaignCreated
     issued: int = 0
     redeemed: int = 0
+    paused: bool = False
     issued_per_member: dict[str, int] = field(default_factory=dict)
 
 
@@ -250,6 +262,8 @@ def issue_problem(feature: CouponsFeature, campaign_id: str, member_id: str | No
     spec = campaign.spec
     if source != "manual" and source != spec.issue_rule:
         return "issue_rule_mismatch", f"campaign {campaign_id!r} issues by {spec.issue_rule}, not {source}"
+    if campaign.paused:
+        return "campaign_paused", f"campaign {campaign_id!r} is paused"
     if not spec.valid_from <= at < spec.valid_until:
         return "campaign_not_active", f"campaign {campaign_id!r} runs {spec.valid_from} to {spec.valid_until}"
     if campaign.issued >= spec.quota_total:
@@ -367,6 +381,35 @@ def _evolve_voided(data: CouponVoided, state: StoreState, meta: EntryMeta) -> No
     coupons_of(state).coupons[data.coupon_id].voided = True
 
 
+# ---- campaign.paused / campaign.resumed ----
+
+
+def _decide_paused(data: CampaignPaused, state: StoreState, terminal_id: str) -> list[Posting]:
+    campaign = coupons_of(state).campaigns.get(data.campaign_id)
+    if campaign is None:
+        raise EventRejected("campaign_unknown", f"no campaign {data.campaign_id!r}")
+    if campaign.paused:
+        raise EventRejected("campaign_paused", f"campaign {data.campaign_id!r} is already paused")
+    return []
+
+
+def _evolve_paused(data: CampaignPaused, state: StoreState, meta: EntryMeta) -> None:
+    coupons_of(state).campaigns[data.campaign_id].paused = True
+
+
+def _decide_resumed(data: CampaignResumed, state: StoreState, terminal_id: str) -> list[Posting]:
+    campaign = coupons_of(state).campaigns.get(data.campaign_id)
+    if campaign is None:
+        raise EventRejected("campaign_unknown", f"no campaign {data.campaign_id!r}")
+    if not campaign.paused:
+        raise EventRejected("campaign_not_paused", f"campaign {data.campaign_id!r} is not paused")
+    return []
+
+
+def _evolve_resumed(data: CampaignResumed, state: StoreState, meta: EntryMeta) -> None:
+    coupons_of(state).campaigns[data.campaign_id].paused = False
+
+
 # ---- after a payment ----
 
 
@@ -403,6 +446,12 @@ COUPON_REDEEMED = register(
 )
 COUPON_VOIDED = register(
     EventType("coupon.voided", CouponVoided, _decide_voided, _evolve_voided, origin="server")
+)
+CAMPAIGN_PAUSED = register(
+    EventType("campaign.paused", CampaignPaused, _decide_paused, _evolve_paused, origin="server")
+)
+CAMPAIGN_RESUMED = register(
+    EventType("campaign.resumed", CampaignResumed, _decide_resumed, _evolve_resumed, origin="server")
 )
 
 sales.SALE_REACTIONS.append(react_sale)

@@ -20,6 +20,8 @@ class MenuItem:
     name: str
     price_minor: int
     category: str
+    #: False while the item is sold out or off the menu for now (kept, not removed).
+    available: bool = True
 
 
 class MenuItemUpserted(msgspec.Struct, frozen=True):
@@ -27,6 +29,8 @@ class MenuItemUpserted(msgspec.Struct, frozen=True):
     name: ShortText
     price_minor: Amount
     category: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    #: Added later: events written before it decode as available.
+    available: bool = True
 
 
 class MenuItemRemoved(msgspec.Struct, frozen=True):
@@ -45,7 +49,7 @@ def _decide_upserted(data: MenuItemUpserted, state: StoreState, terminal_id: str
 
 
 def _evolve_upserted(data: MenuItemUpserted, state: StoreState, meta: EntryMeta) -> None:
-    menu_of(state)[data.sku] = MenuItem(data.sku, data.name, data.price_minor, data.category)
+    menu_of(state)[data.sku] = MenuItem(data.sku, data.name, data.price_minor, data.category, data.available)
 
 
 def _decide_removed(data: MenuItemRemoved, state: StoreState, terminal_id: str) -> list[Posting]:
