@@ -20,6 +20,15 @@ app = typer.Typer(help="pos-ledger: the signed, hash-chained ledger behind smart
 app.add_typer(projections_app, name="projections")
 
 
+def _bridge_app() -> typer.Typer:
+    from hardware_bridge.cli import app as bridge
+
+    return bridge
+
+
+app.add_typer(_bridge_app(), name="bridge")
+
+
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)
@@ -69,7 +78,8 @@ def serve(
         threading.Thread(target=_seed_when_up, args=(host, port, settings.admin_token, settings.database),
                          daemon=True).start()
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        # Open SSE streams (order boards, bridges) would hold a shutdown forever: they get 5 s.
+        uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         if sandbox is not None:
             sandbox.terminate()

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from pos_ledger.catalog import conflicts, coupons, members, menu, payments, sales, shifts, staff, store
+from pos_ledger.catalog import (
+    conflicts,
+    coupons,
+    members,
+    menu,
+    orders,
+    payments,
+    printers,
+    sales,
+    shifts,
+    staff,
+    store,
+)
 from pos_ledger.events import EVENT_TYPES
 
-__all__ = ["EVENT_TYPES", "conflicts", "coupons", "members", "menu", "payments", "sales", "shifts", "staff", "store"]
+__all__ = ["EVENT_TYPES", "conflicts", "coupons", "members", "menu", "orders", "payments", "printers", "sales",
+           "shifts", "staff", "store"]

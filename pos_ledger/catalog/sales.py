@@ -144,6 +144,8 @@ def _react(sale: SaleCompleted, state: StoreState, meta: EntryMeta) -> list[tupl
     return [event for reaction in SALE_REACTIONS for event in reaction(sale, state, meta)]
 
 
+#: "any": a terminal's counter sale, or the server's for a completed paid online order
+#: (pos_ledger.catalog.orders), so revenue is recognised by this one event type either way.
 SALE_COMPLETED = register(
-    EventType("sale.completed", SaleCompleted, _decide_with_features, _evolve, react=_react)
+    EventType("sale.completed", SaleCompleted, _decide_with_features, _evolve, origin="any", react=_react)
 )

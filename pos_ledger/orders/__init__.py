@@ -1,0 +1,1 @@
+"""Online orders: the application service over `pos_ledger.catalog.orders`."""
