@@ -30,8 +30,10 @@ def _title(slug: str) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(PosLedgerError)
     async def domain_error(request: Request, error: PosLedgerError) -> JSONResponse:
-        return problem(error.status, error.slug, _title(error.slug), error.detail,
-                       request.url.path, **error.extensions)
+        response = problem(error.status, error.slug, _title(error.slug), error.detail,
+                           request.url.path, **error.extensions)
+        response.headers.update(getattr(error, "headers", None) or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import auth, errors, web
+from api import auth, errors, platform, web
 from api.idempotency import IdempotencyMiddleware
 from api.routes import conflicts, coupons, events, members, menu, orders, payments, shifts, staff, stores
 from api.routes import projections as projections_routes
@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         projection_service.start()
         expiry = asyncio.create_task(expire_orders(app.state.orders, orders_scan_interval_s))
+        await platform.start(app)
         yield
+        await platform.stop(app)
         expiry.cancel()
         wakeups.close()
         staff_table.close()
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     app.include_router(orders.router)
     #: The back office in the browser: staff sessions (an authenticator), pages, /static.
     staff_table = web.install(app, ledger, settings.database)
+    platform.wire(app, ledger, settings)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

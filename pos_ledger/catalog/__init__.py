@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pos_ledger.catalog import (
+    apps,
     conflicts,
     coupons,
     members,
@@ -14,8 +15,9 @@ from pos_ledger.catalog import (
     shifts,
     staff,
     store,
+    vouchers,
 )
 from pos_ledger.events import EVENT_TYPES
 
-__all__ = ["EVENT_TYPES", "conflicts", "coupons", "members", "menu", "orders", "payments", "printers", "sales",
-           "shifts", "staff", "store"]
+__all__ = ["EVENT_TYPES", "apps", "conflicts", "coupons", "members", "menu", "orders", "payments", "printers",
+           "sales", "shifts", "staff", "store", "vouchers"]
