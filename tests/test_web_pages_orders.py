@@ -5,7 +5,6 @@ its bridge for a reprint. Screenshots go to var/screenshots/ (not committed)."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime

@@ -31,7 +31,8 @@
     const panel = document.querySelector('[data-testid="install-secrets"]');
     panel.querySelectorAll("[data-secret]").forEach((slot) => { slot.textContent = result.answer[slot.dataset.secret] || ""; });
     panel.hidden = false;
-    button.closest("article").remove();
+    // Nothing else on the page until the owner says the secrets are copied (then it reloads).
+    document.querySelectorAll("main > section, main > .notice").forEach((other) => { if (other !== panel) other.hidden = true; });
     panel.scrollIntoView();
   }
 
