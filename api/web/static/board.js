@@ -154,16 +154,16 @@
 
   // After (re)connecting, read the open orders once: an order placed between the page's render and
   // the stream's start (which begins at the end of the log) is not missed.
+  // (One read per open status: the list is oldest first and capped, open orders are few.)
   async function reconcile() {
-    const response = await fetch("/v1/stores/" + encodeURIComponent(store) + "/orders", {
-      credentials: "same-origin", headers: { accept: "application/json" } });
-    if (!response.ok) return;
-    const body = await response.json();
-    body.orders.forEach((order) => {
-      if (OPEN.includes(order.status) || board.querySelector('[data-order="' + CSS.escape(order.order_id) + '"]')) {
-        upsert(order, false);
-      }
-    });
+    await Promise.all(OPEN.map(async (status) => {
+      const response = await fetch("/v1/stores/" + encodeURIComponent(store) + "/orders?status=" + status, {
+        credentials: "same-origin", headers: { accept: "application/json" } });
+      if (!response.ok) return;
+      const body = await response.json();
+      // One the board did not show yet is new to the counter: flash and beep as for a live one.
+      body.orders.forEach((order) => { if (upsert(order, order.status === "placed") && order.status === "placed") beep(); });
+    }));
   }
 
   function follow() {
