@@ -155,3 +155,26 @@ def test_order_board_is_not_for_an_auditor(board: Board) -> None:
         assert 'data-nav="orders"' not in auditor.get(f"/stores/{STORE}/audit").text
     finally:
         auditor.close()
+
+
+def test_board_renders_each_order_in_its_status_column_and_a_viewer_gets_no_buttons(board: Board) -> None:
+    add_staff(board.admin, STORE, "viewer", "viewer")
+    placed, accepted, cancelled = push(board.admin), push(board.admin), push(board.admin)
+    board.admin.post(f"{ORDERS}/{accepted['order_id']}/accept", json={}).raise_for_status()
+    board.admin.post(f"{ORDERS}/{cancelled['order_id']}/cancel", json={"reason": "customer called"}).raise_for_status()
+    viewer = logged_in(board.url, "viewer")
+    try:
+        html = viewer.get(f"/stores/{STORE}/orders").text
+    finally:
+        viewer.close()
+
+    def column(name: str) -> str:
+        start = html.index(f'data-testid="column-{name}"')
+        end = html.find('data-testid="column-', start + 1)
+        return html[start:end if end > 0 else len(html)]
+
+    assert placed["order_id"] in column("placed") and accepted["order_id"] not in column("placed")
+    assert accepted["order_id"] in column("accepted")
+    assert cancelled["order_id"] in column("done") and "customer called" in column("done")
+    assert 'data-verb="accept"' not in html and "/reprints" not in html   # a viewer changes nothing
+    assert 'data-testid="printers"' in html
