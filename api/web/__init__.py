@@ -11,6 +11,8 @@ from fastapi.staticfiles import StaticFiles
 
 from api.web import login, pages, session
 from api.web import views as _views  # noqa: F401  (importing it registers the pages)
+from api.web import views_board as _views_board  # noqa: F401  (the order board, issue 13)
+from api.web import views_platform as _views_platform  # noqa: F401  (the apps page, issue 15)
 from pos_ledger.ledger import Ledger
 from pos_ledger.staff import StaffService
 from pos_ledger.staff_table import StaffTable
