@@ -105,3 +105,37 @@ def test_any_label_works_when_both_headers_use_it() -> None:
     parsed = httpsig.parse(relabelled["Signature-Input"], relabelled["Signature"])
     assert (parsed.keyid, parsed.created) == ("till-1", NOW_S)
     assert parsed.params == headers["Signature-Input"][len("sig1="):]
+
+
+def test_each_refusal_says_which_rule_failed() -> None:
+    """The text is the 401 problem's `detail`: it names the rule the request broke."""
+    headers = signed(NOW_S)
+
+    def refusal(**changed: object) -> str:
+        merged = {**headers, **{k: v for k, v in changed.items() if k in headers}}
+        try:
+            check(merged, **{k: v for k, v in changed.items() if k not in headers})  # type: ignore[arg-type]
+        except SignatureRejected as rejected:
+            return str(rejected)
+        raise AssertionError("accepted")
+
+    assert refusal(now_s=NOW_S + 301) == f"signature created {NOW_S} is not within 300s of now"
+    assert refusal(body=b"{}") == "Content-Digest does not match the body"
+    assert refusal(method="PUT") == "the signature does not verify with the terminal's key"
+    assert refusal(**{"Signature-Input": "x" * 1025}) == "signature headers too long"
+    assert refusal(**{"Signature": "sig1=:AAAA:"}) == "an Ed25519 signature is 64 bytes"
+    assert refusal(**{"Signature-Input": headers["Signature-Input"].replace(' "@path"', "")}) == \
+        'the signature must cover exactly ("@method" "@path" "content-digest")'
+    assert refusal(**{"Signature-Input": "x"}) == (
+        'expected Signature-Input: sig1=("@method" "@path" "content-digest");created=...;keyid="...";'
+        'alg="ed25519" and a matching Signature')
+
+
+@pytest.mark.parametrize("header", ["Signature-Input", "Signature"])
+def test_headers_of_exactly_1024_bytes_are_read(header: str) -> None:
+    headers = signed(NOW_S)
+    padded = {**headers, header: headers[header] + " " * (1024 - len(headers[header]))}
+    assert len(padded[header]) == 1024
+    check(padded)  # trailing whitespace is stripped; only longer headers are refused unread
+    with pytest.raises(SignatureRejected, match="too long"):
+        check({**headers, header: padded[header] + " "})

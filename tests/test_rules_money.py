@@ -96,6 +96,9 @@ def test_currency_lookup_names_the_bad_code() -> None:
     (7, [0, 5, 2], [0, 5, 2]),       # exact shares need no spare unit; a zero weight gets nothing
     (5, [3, 3, 3, 3], [2, 1, 1, 1]),
     (0, [4, 9], [0, 0]),
+    (10, [1, 3, 3], [2, 4, 4]),      # remainders 3, 2, 2 of 7: the smallest share has the largest remainder
+    (7, [1], [7]),                   # weights summing to one are a valid split
+    (5, [0, 1], [0, 5]),
 ])
 def test_split_proportionally_uses_largest_remainder(total: int, weights: list[int], parts: list[int]) -> None:
     assert money.split_proportionally(total, weights) == parts
@@ -113,8 +116,9 @@ def test_split_proportionally_sums_and_stays_within_one_unit(total: int, weights
 
 @pytest.mark.parametrize("weights", [[0, 0], [], [-1, 1]])
 def test_split_refuses_weights_that_sum_to_zero(weights: list[int]) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as refused:
         money.split_proportionally(10, weights)
+    assert str(refused.value) == "cannot split over weights that sum to zero"
 
 
 # ---- AMOUNT_MINOR_MAX: the bound itself ----
