@@ -26,14 +26,19 @@ class Scripted:
         self.calls = 0
         self.bodies: list[bytes] = []
         self.answer_bytes = 0
+        #: Raise instead of answering (a route that crashed before its answer started).
+        self.crash = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
         self.calls += 1
         message = await receive()
         self.bodies.append(message.get("body", b""))
+        if self.crash:
+            raise RuntimeError("the route crashed")
         status = self.statuses.pop(0)
-        body = json.dumps({"call": self.calls, "pad": "x" * self.answer_bytes}).encode()
+        body = json.dumps({"call": self.calls, "pad": ""}).encode()
+        body = body[:-2] + b"x" * max(0, self.answer_bytes - len(body)) + body[-2:]
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
@@ -162,9 +167,24 @@ def test_a_body_over_the_limit_is_413_and_runs_nothing(app: tuple[Scripted, Idem
 
 def test_an_answer_over_the_limit_is_not_kept(app: tuple[Scripted, IdempotencyMiddleware, TestClient]) -> None:
     scripted, _, client = app
-    scripted.statuses = [201, 201]
-    scripted.answer_bytes = ANSWER_BYTES_MAX
-    post(client)
+    scripted.statuses = [201, 201, 201]
+    scripted.answer_bytes = ANSWER_BYTES_MAX + 1
+    assert len(post(client).content) == ANSWER_BYTES_MAX + 1
+    assert post(client).json()["call"] == 2
+    scripted.answer_bytes = ANSWER_BYTES_MAX  # exactly the limit is kept
+    assert len(post(client, key="k2").content) == ANSWER_BYTES_MAX
+    assert post(client, key="k2").json()["call"] == 3
+
+
+def test_a_request_that_crashed_does_not_pin_its_key(app: tuple[Scripted, IdempotencyMiddleware,
+                                                                TestClient]) -> None:
+    scripted, middleware, client = app
+    scripted.crash = True
+    with pytest.raises(RuntimeError):
+        post(client)
+    assert middleware.table.find("anonymous:" + PATH, "k1") is None
+    scripted.crash = False
+    scripted.statuses = [201]
     assert post(client).json()["call"] == 2
 
 

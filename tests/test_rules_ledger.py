@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pos_ledger import _core
-from pos_ledger.errors import TerminalNotFound
-from pos_ledger.ledger import Ledger, SignedEvent
+from pos_ledger.errors import BatchTooLarge, TerminalNotFound
+from pos_ledger.ledger import BATCH_EVENTS_MAX, Ledger, SignedEvent
 from pos_ledger.state import Terminal
 from tests.conftest import SERVER_SEED
 
@@ -79,3 +79,19 @@ def test_an_unknown_terminal_is_not_found(two_processes: tuple[Ledger, Ledger]) 
     here.open_store("s", "S", "CNY", "UTC")
     with pytest.raises(TerminalNotFound):
         here.ingest("s", "t9", [sale(CACHED_SEED, 1)])
+
+
+def test_a_batch_holds_at_most_a_thousand_events(two_processes: tuple[Ledger, Ledger]) -> None:
+    here, _ = two_processes
+    assert BATCH_EVENTS_MAX == 1_000  # README: "1,000 events and 1 MiB per request"
+    here.open_store("s", "S", "CNY", "UTC")
+    here.register_terminal("s", "t1", _core.ed25519_public_key(COMMITTED_SEED), "")
+    events = [sale(COMMITTED_SEED, seq) for seq in range(1, BATCH_EVENTS_MAX + 2)]
+    length = here.chain("s")[1]
+    with pytest.raises(BatchTooLarge):
+        here.ingest("s", "t1", events)
+    assert here.chain("s")[1] == length
+    results, head = here.ingest("s", "t1", events[:BATCH_EVENTS_MAX])
+    assert [r.status for r in results] == ["accepted"] * BATCH_EVENTS_MAX
+    assert [r.position for r in results] == list(range(length + 1, length + BATCH_EVENTS_MAX + 1))
+    assert (head, length + BATCH_EVENTS_MAX) == here.chain("s")

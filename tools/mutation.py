@@ -50,6 +50,8 @@ SCOPES: dict[str, dict[str, list[str]]] = {
             "pos_ledger.catalog.payments.x_check_refund*",
             "pos_ledger.catalog.payments.x__decide_refund*",
             "pos_ledger.catalog.shifts.x_record_refund*",
+            "pos_ledger.ledger.xǁLedgerǁingest*",
+            "api.idempotency.xǁIdempotencyMiddlewareǁ_run_and_keep*",
         ],
         "rust": ["core_rs/src/chain.rs", "core_rs/src/fold/scan.rs"],
     },
