@@ -9,11 +9,13 @@ then decided against that state. So a test pins the rule where it lives, in
 from __future__ import annotations
 
 import base64
+import os
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 import msgspec
+from hypothesis import settings
 
 from pos_ledger import _core, catalog
 from pos_ledger.events import (
@@ -33,6 +35,12 @@ SERVER = SERVER_TERMINAL_ID
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SERVER_PUBLIC_KEY = _core.ed25519_public_key(bytes(32))
 assert catalog.EVENT_TYPES  # every event type registers on import
+
+if "MUTANT_UNDER_TEST" in os.environ:
+    # Under mutmut every mutant reruns the properties: fewer examples each keeps `make mutation` in
+    # its time budget (the worked examples pin the edges; the full count runs in the test suite).
+    settings.register_profile("mutation", max_examples=25, deadline=None)
+    settings.load_profile("mutation")
 
 
 def terminal_key(terminal_id: str) -> bytes:

@@ -90,7 +90,7 @@ def _half_even(numerator: int, denominator: int) -> int:
     return int((Decimal(numerator) / Decimal(denominator)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(st.integers(min_value=1, max_value=100_000), st.data())
 def test_partial_refunds_reverse_half_even_of_the_cumulative_share(gross: int, data: st.DataObject) -> None:
     discount = data.draw(st.integers(min_value=0, max_value=gross - 1))
