@@ -80,6 +80,15 @@ class Store:
             return rejected.reason
         raise AssertionError(f"{event_type} {data} was accepted")
 
+    def rejection(self, event_type: str, data: dict[str, Any], terminal: str = SERVER,
+                  at: datetime = AT) -> tuple[str, str]:
+        """When: (reason, detail) of the refusal; the detail is what the cashier reads."""
+        try:
+            self.decide(event_type, data, terminal, at)
+        except EventRejected as rejected:
+            return rejected.reason, rejected.detail
+        raise AssertionError(f"{event_type} {data} was accepted")
+
     def given(self, event_type: str, data: dict[str, Any], terminal: str = SERVER,
               at: datetime = AT) -> list[Posting]:
         """Given: decide, apply and react, as ingest does; returns the event's own postings."""

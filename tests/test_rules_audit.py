@@ -12,9 +12,9 @@ import pytest
 
 from pos_ledger import _core
 from pos_ledger.audit import audit_store
-from pos_ledger.ledger import Ledger
+from pos_ledger.ledger import READ_EVENTS_MAX, Ledger
 from tests.conftest import SERVER_SEED
-from tests.test_audit import TERMINAL_SEED, sale
+from tests.test_audit import TERMINAL_SEED, _tamper, sale
 
 SALES = 5
 PRICE = 1_200
@@ -102,3 +102,33 @@ def test_the_other_stores_balances_do_not_count(shop: tuple[str, Ledger]) -> Non
     database, _ = shop
     tamper(database, "INSERT INTO ledger_balances VALUES ('other', 'asset:psp:alipay', 'CNY', 1, 0)")
     assert audited(database) == (True, True, None)
+
+
+def test_a_log_longer_than_a_page_is_audited_whole(tmp_path: Path) -> None:
+    ledger = Ledger(str(tmp_path / "long.sqlite3"), SERVER_SEED)
+    try:
+        ledger.open_store("s", "S", "CNY", "UTC")
+        ledger.register_terminal("s", "t", _core.ed25519_public_key(TERMINAL_SEED), "")
+        ledger.ingest("s", "t", [sale(seq, 100) for seq in range(1, READ_EVENTS_MAX + 1)])
+        pages: list[int] = []
+        report = audit_store(ledger, "s", pages.append)
+        length = READ_EVENTS_MAX + 2
+        assert report.ok and (report.length, report.signatures_checked) == (length, length)
+        assert pages == [READ_EVENTS_MAX, 2]
+        assert (bytes.fromhex(report.head), report.length) == ledger.chain("s")
+        assert report.balances[("asset:psp:alipay", "CNY")] == READ_EVENTS_MAX * 100
+    finally:
+        ledger.close()
+
+
+def test_changed_postings_are_named_as_differing_from_the_rules(shop: tuple[str, Ledger]) -> None:
+    database, _ = shop
+    # The chain hash covers the body and signature, not the postings: the replay of the rules catches it.
+    _tamper(database, 5, {"postings": '[["asset:psp:alipay","CNY",1100],["revenue:sales","CNY",-1100]]'})
+    fresh = Ledger(database, SERVER_SEED)
+    try:
+        report = audit_store(fresh, "s")
+    finally:
+        fresh.close()
+    assert report.first_error == (5, "postings_differ_from_rules")
+    assert not report.ok

@@ -283,3 +283,32 @@ def test_a_rule_breaking_campaign_is_refused(overrides: dict[str, Any], reason: 
     store.decide("campaign.created", {**data, "valid_until": "2106-02-07T06:28:15+00:00"})
     store.given("campaign.created", data)
     assert store.refused("campaign.created", data) == "campaign_exists"
+
+
+def test_each_issue_refusal_says_why() -> None:
+    store = issuing(quota_total=1, per_member_limit=1, issue_rule="qr_claim")
+    feature = coupons_of(store.state)
+    assert issue_problem(feature, "nope", "alice", AT, "manual") == ("campaign_unknown", "no campaign 'nope'")
+    assert issue_problem(feature, "c1", "alice", AT, "after_payment") == (
+        "issue_rule_mismatch", "campaign 'c1' issues by qr_claim, not after_payment")
+    assert issue_problem(feature, "c1", "alice", END, "manual") == (
+        "campaign_not_active", f"campaign 'c1' runs {START} to {END}")
+    assert issue_problem(feature, "c1", None, AT, "qr_claim") == (
+        "member_required", "a claim with a per-member limit needs a member")
+    store.given("coupon.issued", issued(1, "alice", source="qr_claim"))
+    assert issue_problem(feature, "c1", "bob", AT, "manual") == (
+        "quota_exhausted", "campaign 'c1' issued all 1 coupons")
+    feature.campaigns["c1"].spec = spec(campaign_id="c1", quota_total=10, per_member_limit=1)
+    assert issue_problem(feature, "c1", "alice", AT, "manual") == ("member_limit_reached", "at most 1 per member")
+
+
+def test_a_store_holds_at_most_coupons_max_coupons(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pos_ledger.catalog import coupons
+
+    store = issuing(quota_total=10)
+    store.given("coupon.issued", issued(1))
+    monkeypatch.setattr(coupons, "COUPONS_MAX", 2)
+    assert issue_problem(coupons_of(store.state), "c1", "alice", AT, "manual") == ("", "")
+    store.given("coupon.issued", issued(2))
+    assert issue_problem(coupons_of(store.state), "c1", "alice", AT, "manual") == (
+        "coupons_full", "at most 2 coupons per store")

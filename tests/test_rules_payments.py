@@ -239,3 +239,45 @@ def test_a_cash_payment_needs_a_till_and_goes_into_its_drawer() -> None:
     assert store.given("payment.captured", {"payment_id": "p1", "amount_minor": 700}) == [
         ("asset:cash:t1", "CNY", 700), (UNAPPLIED, "CNY", -700)]
     assert shifts_of(store.state).drawers["t1"] == 700
+
+
+def test_a_refund_refusal_names_the_amounts() -> None:
+    store = Store()
+    store.terminal("t1")
+    captured(store, "p1", 1_000, method="qr", channel="wechat")
+    store.given("refund.issued", refund("r1", 400))
+    assert store.rejection("refund.issued", refund("r1", 1)) == ("refund_exists", "refund 'r1' already exists")
+    assert store.rejection("refund.issued", refund("r2", 601)) == (
+        "refund_exceeds_captured", "refund 601 but only 600 of 1000 is left")
+    late = {**refund("r2", 1), "at": (AT + timedelta(days=366)).isoformat()}
+    assert store.rejection("refund.issued", late) == ("refund_window_closed", "wechat refunds only within 365 days")
+    payments_of(store.state).payments["p1"].refund_ids.extend(f"x{n}" for n in range(49))
+    assert store.rejection("refund.issued", refund("r2", 1)) == (
+        "refund_count_limit", "wechat allows at most 50 refunds per payment")
+    store.given("payment.requested", {"payment_id": "p2", "order_ref": "o2", "amount_minor": 5, "currency": "CNY",
+                                      "method": "card", "provider": "card"})
+    assert store.rejection("refund.issued", refund("r3", 1, "p2")) == ("payment_not_captured", "payment 'p2' is pending")
+    cash = cash_shop()
+    assert cash.rejection("refund.issued", refund("r1", 501, "cash1", terminal_id="t2")) == (
+        "insufficient_cash", "refund 501 but the drawer holds 500")
+
+
+def test_a_refund_of_a_one_fen_sale_reverses_its_revenue() -> None:
+    store = applied_sale(1, 0)
+    assert store.decide("refund.issued", refund("r1", 1)) == [(CARD, "CNY", -1), (REVENUE, "CNY", 1)]
+
+
+def test_a_card_refund_shows_in_the_refunding_tills_shift_but_moves_no_drawer() -> None:
+    store = cash_shop()
+    captured(store, "card1", 900, method="card", terminal_id="t1")
+    store.given("refund.issued", refund("r1", 300, "card1"))
+    shift = shifts_of(store.state).shifts["s-t1"]
+    assert (shift.refunds, shift.refunds_count, shift.cash_refunds_minor) == ({"card": 300}, 1, 0)
+    assert shifts_of(store.state).drawers == {"t1": 1_000, "t2": 500}
+    store.given("refund.issued", refund("r2", 200, "card1", terminal_id="t2"))
+    other = shifts_of(store.state).shifts["s-t2"]
+    assert (other.refunds, other.refunds_count, other.cash_refunds_minor) == ({"card": 200}, 1, 0)
+    # A refund with no till anywhere (a card payment taken without one) touches no shift.
+    captured(store, "card2", 100)
+    store.given("refund.issued", refund("r3", 100, "card2"))
+    assert (shift.refunds_count, other.refunds_count) == (1, 1)
