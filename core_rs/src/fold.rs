@@ -571,6 +571,12 @@ mod tests {
             }
         }
         assert!(balances(&Folder::new(&[0u8; 32], 0).unwrap()).is_empty());
+        let mut empty = Folder::new(&[5u8; 32], 3).unwrap();
+        empty.feed(&[], &[], &[], &[]).unwrap();
+        assert_eq!(
+            (empty.position, empty.head, empty.first_error),
+            (3, [5u8; 32], None)
+        );
     }
 
     #[test]
