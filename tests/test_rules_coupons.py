@@ -101,6 +101,7 @@ def test_gift_item_saves_the_gift_price_when_it_is_in_the_basket() -> None:
 def test_an_empty_basket_saves_nothing() -> None:
     assert saving(spec(threshold_minor=0), []) == 0
     assert saving(spec(threshold_minor=0), basket(0)) == 0
+    assert saving(spec(threshold_minor=0), basket(1)) == 1  # a one-fen basket is not empty: cash-off takes it
 
 
 # ---- validity and expiry ----

@@ -28,6 +28,7 @@ class Scripted:
         self.answer_bytes = 0
         #: Raise instead of answering (a route that crashed before its answer started).
         self.crash = False
+        self.content_type: bytes | None = b"application/json"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
@@ -39,8 +40,8 @@ class Scripted:
         status = self.statuses.pop(0)
         body = json.dumps({"call": self.calls, "pad": ""}).encode()
         body = body[:-2] + b"x" * max(0, self.answer_bytes - len(body)) + body[-2:]
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
+        headers = [] if self.content_type is None else [(b"content-type", self.content_type)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -193,3 +194,16 @@ def test_a_get_is_never_kept(app: tuple[Scripted, IdempotencyMiddleware, TestCli
     scripted.statuses = [200, 200]
     client.get(PATH, headers={"Idempotency-Key": "k1"})
     assert client.get(PATH, headers={"Idempotency-Key": "k1"}).json()["call"] == 2
+
+
+def test_the_content_type_is_replayed(app: tuple[Scripted, IdempotencyMiddleware, TestClient]) -> None:
+    scripted, _, client = app
+    scripted.statuses = [201, 201]
+    scripted.content_type = b"application/problem+json"
+    assert post(client, key="typed").headers["content-type"] == "application/problem+json"
+    assert post(client, key="typed").headers["content-type"] == "application/problem+json"
+    # Every answer of the API is JSON: one sent without a content type is replayed as JSON.
+    scripted.content_type = None
+    post(client, key="untyped")
+    replayed = post(client, key="untyped")
+    assert (replayed.headers["idempotent-replayed"], replayed.headers["content-type"]) == ("true", "application/json")

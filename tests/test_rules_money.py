@@ -36,6 +36,9 @@ def half_even_reference(amount_minor: int, basis_points: int) -> int:
     (1, 5_000, 0),        # 0.5 -> 0
     (3, 5_000, 2),        # 1.5 -> 2
     (5, 5_000, 2),        # 2.5 -> 2
+    (7, 5_000, 4),        # 3.5 -> 4
+    (9, 5_000, 4),        # 4.5 -> 4
+    (11, 5_000, 6),       # 5.5 -> 6
     (-5, 5_000, -2),      # -2.5 -> -2: the rule is symmetric around zero
     (-3, 5_000, -2),      # -1.5 -> -2
     (1_013, 1_250, 127),  # 126.625 -> 127: above the half rounds up

@@ -69,10 +69,16 @@ def test_refund_revenue_share_rounds_an_exact_half_to_even() -> None:
     assert net(first + second) == {CARD: -2, REVENUE: 5, DISCOUNT: -3}  # exactly the sale, reversed
 
 
-def test_refund_revenue_share_rounds_an_odd_half_up() -> None:
-    # Gross 3, discount 1, total 2: refunding 1 reverses 1.5 -> 2 (the even neighbour is above).
-    store = applied_sale(3, 1)
-    assert net(store.decide("refund.issued", refund("r1", 1))) == {CARD: -1, REVENUE: 2, DISCOUNT: -1}
+@pytest.mark.parametrize(("gross", "revenue"), [
+    (3, 2),  # 1.5 -> 2: the even neighbour is above
+    (7, 4),  # 3.5 -> 4
+    (9, 4),  # 4.5 -> 4
+    (11, 6),  # 5.5 -> 6
+])
+def test_refund_revenue_share_rounds_each_half_to_its_even_neighbour(gross: int, revenue: int) -> None:
+    # Total 2 (the discount is gross - 2): refunding 1 reverses gross / 2 of revenue.
+    store = applied_sale(gross, gross - 2)
+    assert net(store.decide("refund.issued", refund("r1", 1))) == {CARD: -1, REVENUE: revenue, DISCOUNT: 1 - revenue}
 
 
 def test_refund_without_discount_reverses_revenue_only() -> None:
@@ -277,7 +283,12 @@ def test_a_card_refund_shows_in_the_refunding_tills_shift_but_moves_no_drawer() 
     store.given("refund.issued", refund("r2", 200, "card1", terminal_id="t2"))
     other = shifts_of(store.state).shifts["s-t2"]
     assert (other.refunds, other.refunds_count, other.cash_refunds_minor) == ({"card": 200}, 1, 0)
+    store.given("refund.issued", refund("r4", 50, "card1"))  # a second one at t1 adds up
+    assert (shift.refunds, shift.refunds_count, shift.cash_refunds_minor) == ({"card": 350}, 2, 0)
+    store.given("refund.issued", refund("r5", 100, "cash1"))
+    store.given("refund.issued", refund("r6", 200, "cash1"))
+    assert (shift.refunds, shift.refunds_count, shift.cash_refunds_minor) == ({"card": 350, "cash": 300}, 4, 300)
     # A refund with no till anywhere (a card payment taken without one) touches no shift.
     captured(store, "card2", 100)
     store.given("refund.issued", refund("r3", 100, "card2"))
-    assert (shift.refunds_count, other.refunds_count) == (1, 1)
+    assert (shift.refunds_count, other.refunds_count) == (4, 1)
