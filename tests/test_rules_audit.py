@@ -132,3 +132,61 @@ def test_changed_postings_are_named_as_differing_from_the_rules(shop: tuple[str,
         fresh.close()
     assert report.first_error == (5, "postings_differ_from_rules")
     assert not report.ok
+
+
+def _resign_from(database: str, position: int, signature: bytes) -> None:
+    """An attacker with database access replaces entry `position`'s signature and recomputes the chain
+    from there, so every stored hash links: only the signature check can see it."""
+    import json
+
+    from pos_ledger.ledger import chain_hash
+
+    with sqlite3.connect(database) as db:
+        rows = [(rowid, json.loads(state)) for rowid, state in db.execute("SELECT rowid, state FROM stored_events")]
+        rows.sort(key=lambda row: row[1]["position"])
+        head = bytes.fromhex(rows[position - 2][1]["hash"]) if position > 1 else bytes(32)
+        for rowid, state in rows[position - 1:]:
+            if state["position"] == position:
+                state["sig"] = signature.hex()
+            head = chain_hash(head, state["body"].encode(), bytes.fromhex(state["sig"]))
+            state["hash"] = head.hex()
+            db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (json.dumps(state).encode(), rowid))
+
+
+def test_a_forged_signature_under_a_recomputed_chain_is_named(shop: tuple[str, Ledger]) -> None:
+    database, _ = shop
+    body = Ledger(database, SERVER_SEED).read_entries("s", 3, 1)[0].body.encode()
+    _resign_from(database, 4, _core.ed25519_sign(bytes([3]) * 32, body))  # signed, but not by the till's key
+    fresh = Ledger(database, SERVER_SEED)
+    try:
+        report = audit_store(fresh, "s")
+    finally:
+        fresh.close()
+    assert report.first_error == (4, "bad_signature")
+    assert report.store_id == "s" and not report.ok
+
+
+def test_the_audit_replays_a_tills_cash_through_its_drawer(tmp_path: Path) -> None:
+    """A cash sale fills the drawer of the till that sent it; a paid out of that cash is only valid if
+    the replay put the sale's cash in that drawer (and booked it to that till's cash account)."""
+    from pos_ledger.payments.drawer import Shifts
+
+    database = str(tmp_path / "cash.sqlite3")
+    ledger = Ledger(database, SERVER_SEED)
+    try:
+        ledger.open_store("s", "S", "CNY", "UTC")
+        ledger.register_terminal("s", "t", _core.ed25519_public_key(TERMINAL_SEED), "")
+        shifts = Shifts(ledger)
+        shift = shifts.open("s", "t", 0)
+        cash_sale = sale(1, 700)
+        cash_sale = type(cash_sale)(cash_sale.body.replace(b'"alipay"', b'"cash"'), b"")
+        cash_sale = type(cash_sale)(cash_sale.body, _core.ed25519_sign(TERMINAL_SEED, cash_sale.body))
+        results, _ = ledger.ingest("s", "t", [cash_sale])
+        assert results[0].status == "accepted"
+        shifts.move_cash("s", shift.shift_id, "paid_out", 700, "to the bank")
+        report = audit_store(Ledger(database, SERVER_SEED), "s")
+        assert report.ok, report
+        assert report.balances[("asset:cash:t", "CNY")] == 0
+        assert report.balances[("clearing:cash:paid_out", "CNY")] == 700
+    finally:
+        ledger.close()

@@ -42,7 +42,9 @@ class Scripted:
         body = body[:-2] + b"x" * max(0, self.answer_bytes - len(body)) + body[-2:]
         headers = [] if self.content_type is None else [(b"content-type", self.content_type)]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        half = len(body) // 2  # two chunks: what is kept and replayed is both, joined
+        await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+        await send({"type": "http.response.body", "body": body[half:]})
 
 
 @pytest.fixture

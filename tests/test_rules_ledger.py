@@ -55,8 +55,9 @@ def test_a_key_only_the_cache_had_accepts_nothing(two_processes: tuple[Ledger, L
     here, there = two_processes
     lost_race(here, there)
     length = there.chain("s")[1]
-    with pytest.raises(TerminalNotFound):
+    with pytest.raises(TerminalNotFound) as refused:
         here.ingest("s", "t1", [sale(CACHED_SEED, 1)])
+    assert str(refused.value) == "no terminal 't1' in store 's'"
     assert there.chain("s")[1] == length  # nothing appended
     assert here.read_entries("s", length, 10) == []
 
@@ -77,8 +78,9 @@ def test_the_committed_key_is_the_terminals_key(two_processes: tuple[Ledger, Led
 def test_an_unknown_terminal_is_not_found(two_processes: tuple[Ledger, Ledger]) -> None:
     here, _ = two_processes
     here.open_store("s", "S", "CNY", "UTC")
-    with pytest.raises(TerminalNotFound):
+    with pytest.raises(TerminalNotFound) as refused:
         here.ingest("s", "t9", [sale(CACHED_SEED, 1)])
+    assert str(refused.value) == "no terminal 't9' in store 's'"
 
 
 def test_a_batch_holds_at_most_a_thousand_events(two_processes: tuple[Ledger, Ledger]) -> None:
@@ -88,10 +90,22 @@ def test_a_batch_holds_at_most_a_thousand_events(two_processes: tuple[Ledger, Le
     here.register_terminal("s", "t1", _core.ed25519_public_key(COMMITTED_SEED), "")
     events = [sale(COMMITTED_SEED, seq) for seq in range(1, BATCH_EVENTS_MAX + 2)]
     length = here.chain("s")[1]
-    with pytest.raises(BatchTooLarge):
+    with pytest.raises(BatchTooLarge) as refused:
         here.ingest("s", "t1", events)
+    assert str(refused.value) == "at most 1000 events per request, got 1001"
     assert here.chain("s")[1] == length
     results, head = here.ingest("s", "t1", events[:BATCH_EVENTS_MAX])
     assert [r.status for r in results] == ["accepted"] * BATCH_EVENTS_MAX
     assert [r.position for r in results] == list(range(length + 1, length + BATCH_EVENTS_MAX + 1))
     assert (head, length + BATCH_EVENTS_MAX) == here.chain("s")
+
+
+def test_a_process_with_nothing_cached_reads_the_terminal_from_the_log(two_processes: tuple[Ledger, Ledger]) -> None:
+    here, there = two_processes
+    there.open_store("s", "S", "CNY", "UTC")
+    there.register_terminal("s", "t1", _core.ed25519_public_key(COMMITTED_SEED), "")
+    assert "s" not in here._states
+    results, _ = here.ingest("s", "t1", [sale(COMMITTED_SEED, 1)])
+    assert [r.status for r in results] == ["accepted"]
+    with pytest.raises(TerminalNotFound):
+        Ledger(here.database, SERVER_SEED).ingest("s", "t2", [sale(COMMITTED_SEED, 2)])
