@@ -155,7 +155,9 @@ def _resign_from(database: str, position: int, signature: bytes) -> None:
 
 def test_a_forged_signature_under_a_recomputed_chain_is_named(shop: tuple[str, Ledger]) -> None:
     database, _ = shop
-    body = Ledger(database, SERVER_SEED).read_entries("s", 3, 1)[0].body.encode()
+    reader = Ledger(database, SERVER_SEED)
+    body = reader.read_entries("s", 3, 1)[0].body.encode()
+    reader.close()
     _resign_from(database, 4, _core.ed25519_sign(bytes([3]) * 32, body))  # signed, but not by the till's key
     fresh = Ledger(database, SERVER_SEED)
     try:
@@ -184,7 +186,9 @@ def test_the_audit_replays_a_tills_cash_through_its_drawer(tmp_path: Path) -> No
         results, _ = ledger.ingest("s", "t", [cash_sale])
         assert results[0].status == "accepted"
         shifts.move_cash("s", shift.shift_id, "paid_out", 700, "to the bank")
-        report = audit_store(Ledger(database, SERVER_SEED), "s")
+        auditor = Ledger(database, SERVER_SEED)
+        report = audit_store(auditor, "s")
+        auditor.close()
         assert report.ok, report
         assert report.balances[("asset:cash:t", "CNY")] == 0
         assert report.balances[("clearing:cash:paid_out", "CNY")] == 700
