@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := pyproject.toml Cargo.toml core_rs/Cargo.toml $(wildcard core_rs/src/*.rs core_rs/src/*/*.rs)
 
-.PHONY: run test install test-python test-rust lint bench clean
+.PHONY: run test install test-python test-rust lint bench mutation clean
 
 run: $(STAMP)  ## the server on 127.0.0.1:8000, SQLite under ./var/, demo store seeded
 	$(BIN)/pos-ledger serve --demo
@@ -37,6 +37,11 @@ bench: $(STAMP)  ## peer-vs-us benchmarks (slow; prints ratios measured in the s
 	$(BIN)/python benchmarks/bench_verify.py
 	$(BIN)/python benchmarks/bench_qr.py
 	$(BIN)/python benchmarks/bench_fold.py
+
+mutation: $(STAMP)  ## mutmut + cargo-mutants over the rule modules and core_rs (~20 min; not in .ci/run)
+	$(BIN)/pip install --quiet 'mutmut>=3.8,<4'
+	command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
+	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) target var

@@ -111,9 +111,12 @@ def test_percent_off_with_a_cap_and_gift_item(shop: tuple[Client, Terminal], adm
     campaign(admin, "gift", kind="gift_item", threshold_minor=5_000, off_minor=0, gift_sku="TART")
     pct = issue(admin, "pct", "alice")
     gift = issue(admin, "gift", "alice")
-    small = ok(redeem(admin, pct["coupon_id"], "o1", lines=[{"sku": "X", "qty": 1, "unit_price_minor": 1_004}]),
+    small = ok(redeem(admin, pct["coupon_id"], "o1", lines=[{"sku": "X", "qty": 1, "unit_price_minor": 1_012}]),
                201)
-    assert small["discount_minor"] == 126  # 12.5 % of 10.04 = 1.255 -> 1.26 (half-even at .5 only)
+    assert small["discount_minor"] == 126  # 12.5 % of 10.12 = 1.265 -> 1.26: half-even (half up gives 1.27)
+    capped = ok(redeem(admin, issue(admin, "pct", "alice")["coupon_id"], "o3",
+                       lines=[{"sku": "X", "qty": 1, "unit_price_minor": 10_000}]), 201)
+    assert capped["discount_minor"] == 1_000  # 12.5 % of 100.00 = 12.50, capped at 10.00
     refused(redeem(admin, gift["coupon_id"], "o2", lines=[{"sku": "LATTE", "qty": 2, "unit_price_minor": 2_800}]),
             "coupon_not_applicable")
     free = ok(redeem(admin, gift["coupon_id"], "o2", lines=BASKET), 201)
@@ -186,6 +189,15 @@ def test_void_and_expiry_are_refused_online(shop: tuple[Client, Terminal], admin
     ok(admin.post(f"/v1/stores/{STORE}/coupons/{coupon['coupon_id']}/void", json={"reason": "mistake"}))
     refused(redeem(admin, coupon["coupon_id"], "o1"), "coupon_voided")
     refused(admin.post(f"/v1/stores/{STORE}/coupons/{coupon['coupon_id']}/void", json={}), "coupon_voided")
+    # Expiry: a campaign ending two seconds from now; its coupon is refused once that instant passes.
+    ends = datetime.now(UTC) + timedelta(seconds=2)
+    campaign(admin, "brief", valid_until=ends.isoformat())
+    brief = issue(admin, "brief", "alice")
+    assert datetime.fromisoformat(brief["expires_at"]) == ends
+    time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.1)
+    assert ok(admin.get(f"/v1/stores/{STORE}/coupons/{brief['coupon_id']}"))["status"] == "expired"
+    refused(redeem(admin, brief["coupon_id"], "o2"), "coupon_expired")
+    assert ok(admin.get(f"/v1/stores/{STORE}/campaigns/brief"))["redeemed"] == 0
 
 
 def test_offline_double_redemption_at_two_terminals_is_one_conflict(shop: tuple[Client, Terminal],

@@ -117,6 +117,22 @@ mod tests {
         assert!(extend(&[0u8; 32], &b, &s[..4]).is_err());
     }
 
+    /// `CHAIN_ENTRIES_MAX` entries are one call; one more is refused before any hashing.
+    #[test]
+    fn at_most_chain_entries_max_per_call() {
+        let signature = [0u8; SIGNATURE_BYTES];
+        let bodies: Vec<&[u8]> = vec![b""; CHAIN_ENTRIES_MAX + 1];
+        let sigs: Vec<&[u8]> = vec![&signature[..]; CHAIN_ENTRIES_MAX + 1];
+        assert!(extend(&[0u8; 32], &bodies, &sigs).is_err());
+        assert!(verify(&[0u8; 32], &bodies, &sigs, &bodies).is_err());
+        // Exactly the maximum is accepted (the empty stored hashes differ at once: one link is computed).
+        let exactly = (&bodies[1..], &sigs[1..]);
+        assert_eq!(
+            verify(&[0u8; 32], exactly.0, exactly.1, exactly.0).unwrap(),
+            ([0u8; 32], Some(0))
+        );
+    }
+
     #[test]
     fn first_link_matches_sha256_of_concatenation() {
         let expected: [u8; 32] =

@@ -497,51 +497,86 @@ mod tests {
         assert!(balances.is_empty(), "a refused event leaves no trace");
     }
 
-    /// Folding through the parallel scans must equal folding event by event (`step`).
+    /// Folding through the parallel scans must equal folding event by event (`step`), with a
+    /// tampered hash or postings on each side of every part boundary (parts of
+    /// `count.div_ceil(threads)` events), with small amounts (the parallel merge is used) and
+    /// with amounts of ±i64::MAX / 2 (the merge's bound fails: the chunk is folded serially).
     #[test]
     fn parallel_scans_equal_serial_steps() {
-        let count = 3 * PARALLEL_EVENTS_MIN + 17;
+        let count = PARALLEL_EVENTS_MIN + 17;
         let bodies: Vec<Vec<u8>> = (0..count)
             .map(|i| format!("{{\"seq\":{i}}}").into_bytes())
             .collect();
         let sigs: Vec<[u8; 64]> = (0..count).map(|i| [(i % 251) as u8; 64]).collect();
-        let big = i64::MAX / 2;
-        let postings: Vec<Vec<u8>> = (0..count)
-            .map(|i| match i % 7 {
-                0 => format!(r#"[["a{}","CNY",{i}],["b","CNY",-{i}]]"#, i % 50).into_bytes(),
-                1 => format!(r#"[["big","EUR",{big}],["c","EUR",-{big}]]"#).into_bytes(),
-                _ => b"[]".to_vec(),
-            })
-            .collect();
         let b: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
         let s: Vec<&[u8]> = sigs.iter().map(|x| &x[..]).collect();
-        let p: Vec<&[u8]> = postings.iter().map(Vec::as_slice).collect();
         let hashes = extend(&[0u8; 32], &b, &s).unwrap();
-        for bad in [None, Some(0), Some(5000), Some(count - 1)] {
-            let mut h: Vec<&[u8]> = hashes.iter().map(|x| &x[..]).collect();
-            let zero = [0u8; 32];
-            if let Some(index) = bad {
-                h[index] = &zero;
+        // (tampered index, thread counts to compare): anywhere with every count, and each side of
+        // each part boundary with the count whose boundary it is.
+        let mut cases: Vec<(Option<usize>, Vec<usize>)> =
+            [None, Some(0), Some(2000), Some(count - 1)]
+                .into_iter()
+                .map(|bad| (bad, vec![1, 2, 3, 4]))
+                .collect();
+        for threads in 2..=4 {
+            let part = count.div_ceil(threads);
+            for boundary in (part..count).step_by(part) {
+                cases.push((Some(boundary - 1), vec![threads]));
+                cases.push((Some(boundary), vec![threads]));
             }
-            let mut serial = Folder::new(&[0u8; 32], 3).unwrap();
-            for i in 0..count {
-                if !serial.step(b[i], s[i], h[i], p[i]) {
-                    break;
+        }
+        let unbalanced = br#"[["a","CNY",1]]"#.to_vec();
+        for big in [7, i64::MAX / 2] {
+            let postings: Vec<Vec<u8>> = (0..count)
+                .map(|i| match i % 7 {
+                    0 => format!(r#"[["a{}","CNY",{i}],["b","CNY",-{i}]]"#, i % 50).into_bytes(),
+                    1 => {
+                        // Alternating signs: no running balance leaves i64, whatever `big` is.
+                        let amount = if (i / 7) % 2 == 0 { big } else { -big };
+                        format!(r#"[["big","EUR",{amount}],["c","EUR",{}]]"#, -amount).into_bytes()
+                    }
+                    _ => b"[]".to_vec(),
+                })
+                .collect();
+            for (n, (bad, thread_counts)) in cases.iter().enumerate() {
+                let mut h: Vec<&[u8]> = hashes.iter().map(|x| &x[..]).collect();
+                let mut p: Vec<&[u8]> = postings.iter().map(Vec::as_slice).collect();
+                let zero = [0u8; 32];
+                if let Some(index) = *bad {
+                    // Alternate what is tampered with: the stored hash, or the postings.
+                    if n % 2 == 0 {
+                        h[index] = &zero;
+                    } else {
+                        p[index] = &unbalanced;
+                    }
                 }
-            }
-            for threads in [1, 2, 3] {
-                let mut parallel = Folder::new(&[0u8; 32], 3).unwrap();
-                parallel.set_threads(threads);
-                parallel.feed(&b, &s, &h, &p).unwrap();
-                let state = |f: &Folder| (f.head, f.position, f.first_error, balances(f));
-                assert_eq!(
-                    state(&parallel),
-                    state(&serial),
-                    "bad {bad:?}, threads {threads}"
-                );
+                let mut serial = Folder::new(&[0u8; 32], 3).unwrap();
+                for i in 0..count {
+                    if !serial.step(b[i], s[i], h[i], p[i]) {
+                        break;
+                    }
+                }
+                assert_eq!(serial.first_error.map(|e| e.0), bad.map(|i| i as u64 + 4));
+                for &threads in thread_counts {
+                    let mut parallel = Folder::new(&[0u8; 32], 3).unwrap();
+                    parallel.set_threads(threads);
+                    parallel.feed(&b, &s, &h, &p).unwrap();
+                    let state = |f: &Folder| (f.head, f.position, f.first_error, balances(f));
+                    assert_eq!(
+                        state(&parallel),
+                        state(&serial),
+                        "big {big}, bad {bad:?}, threads {threads}"
+                    );
+                }
             }
         }
         assert!(balances(&Folder::new(&[0u8; 32], 0).unwrap()).is_empty());
+        let mut empty = Folder::new(&[5u8; 32], 3).unwrap();
+        empty.feed(&[], &[], &[], &[]).unwrap();
+        assert_eq!(
+            (empty.position, empty.head, empty.first_error),
+            (3, [5u8; 32], None)
+        );
     }
 
     #[test]
