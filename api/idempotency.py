@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from api.limits import read_body
 
 KEY_TTL_S: Final = 24 * 3600
 ANSWER_BYTES_MAX: Final = 1 << 20
@@ -155,7 +156,7 @@ class IdempotencyMiddleware:
         if not _KEY.match(key):
             await _problem(send, 422, "invalid-input", "Idempotency-Key must be 1-255 printable characters")
             return
-        body = await _read_body(receive)
+        body = await read_body(receive, REQUEST_BYTES_MAX)
         if body is None:
             await _problem(send, 413, "body-too-large", f"request bodies are at most {REQUEST_BYTES_MAX} bytes")
             return
@@ -253,23 +254,6 @@ def _capturing(send: Send, answer: dict[str, Any]) -> Send:
     return capture
 
 
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > REQUEST_BYTES_MAX:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 async def _replay(send: Send, answer: StoredAnswer) -> None:

@@ -52,7 +52,7 @@ class BodyLimitMiddleware:
         if declared.isdigit() and int(declared) > limit:
             await _problem(send, 413, "body-too-large", f"a request body may hold at most {limit} bytes")
             return
-        body = await _read_body(receive, limit)
+        body = await read_body(receive, limit)
         if body is None:
             await _problem(send, 413, "body-too-large", f"a request body may hold at most {limit} bytes")
             return
@@ -65,7 +65,7 @@ class BodyLimitMiddleware:
         await self.app(scope, _replayed(body, receive), send)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+async def read_body(receive: Receive, limit: int) -> bytes | None:
     """The whole body, or None as soon as it passes `limit` (the rest is never read)."""
     chunks: list[bytes] = []
     size = 0
