@@ -6,14 +6,19 @@ Seeded over HTTP through the same ingest path real terminals use.
 from __future__ import annotations
 
 import base64
+import os
+import secrets
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pos_ledger.simulate import Client, Terminal, TerminalKey, sell
 
 DEMO_STORE_ID = "demo"
+DEMO_TIMEZONE = "Asia/Shanghai"
+DEMO_OWNER = "owner"
 DEMO_TERMINAL_ID = "till-1"
 DEMO_SALES = 320
 DEMO_MENU = (
@@ -53,15 +58,24 @@ def seed_demo(base_url: str, admin_token: str, var_dir: Path, sales: int = DEMO_
     try:
         if client.store(DEMO_STORE_ID) is not None:
             return f"demo store {DEMO_STORE_ID!r} already present"
-        client.open_store(DEMO_STORE_ID, "Demo Tea & Coffee 示范茶咖", "CNY", "Asia/Shanghai")
+        client.open_store(DEMO_STORE_ID, "Demo Tea & Coffee 示范茶咖", "CNY", DEMO_TIMEZONE)
         for sku, name, price_minor, category in DEMO_MENU:
             client.put_menu_item(DEMO_STORE_ID, sku, name, price_minor, category)
         key = terminal_key(var_dir)
         client.register_terminal(DEMO_STORE_ID, key, "Front counter till")
-        counts = sell(client, DEMO_STORE_ID, [Terminal(key)], sales, batch_size=50,
-                      currency="CNY", timezone="Asia/Shanghai", day=date.today() - timedelta(days=1))
+        till = Terminal(key)
+        accepted = 0
+        # The same weekday last week, yesterday and today so far: the dashboard compares them.
+        today = datetime.now(ZoneInfo(DEMO_TIMEZONE)).date()
+        for days_ago, count in ((7, sales // 2), (1, sales), (0, sales // 2)):
+            counts = sell(client, DEMO_STORE_ID, [till], count, batch_size=50, currency="CNY",
+                          timezone=DEMO_TIMEZONE, day=today - timedelta(days=days_ago), seed=7 + days_ago,
+                          until=datetime.now(UTC))
+            accepted += counts["accepted"]
         scene = seed_counter(client)
-        return f"demo store {DEMO_STORE_ID!r} seeded: {counts['accepted']} sales accepted; {scene}"
+        owner = seed_owner(client, var_dir)
+        orders = seed_orders(client)
+        return f"demo store {DEMO_STORE_ID!r} seeded: {accepted} sales accepted; {scene}; {orders}; {owner}"
     finally:
         client.close()
 
@@ -105,3 +119,39 @@ def seed_counter(client: Client) -> str:
     return (f"shift {shift['shift_id']} open on {DEMO_TERMINAL_ID}; members m-0001 and m-0002; "
             f"campaign demo-100-20; payments {scanned['payment_id']} ({scanned['status']}), "
             f"QR {waiting['payment_id']} waiting at {store}/payments/{waiting['payment_id']}/qr.svg")
+
+
+def seed_owner(client: Client, var_dir: Path) -> str:
+    """The store owner's back-office account; its password is kept beside the database (0600)."""
+    path = var_dir / "demo-owner.password"
+    password = secrets.token_urlsafe(12)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(password + "\n")
+    client._ok(client.http.post(f"/v1/stores/{DEMO_STORE_ID}/staff",
+                                json={"username": DEMO_OWNER, "password": password, "role": "owner"}))
+    return f"back office: log in as {DEMO_OWNER!r} with the password in {path}"
+
+
+def seed_orders(client: Client) -> str:
+    """Two online orders at the counter: one waiting to be accepted, one being prepared."""
+    store = f"/v1/stores/{DEMO_STORE_ID}"
+    placed = []
+    orders: tuple[tuple[str, list[dict[str, Any]], dict[str, str]], ...] = (
+        ("mini_program", [{"sku": "LATTE", "qty": 2, "unit_price_minor": 2800},
+                          {"sku": "EGGTART", "qty": 2, "unit_price_minor": 900, "note": "少糖 less sugar"}],
+         {"type": "pickup"}),
+        ("meituan", [{"sku": "NOODLES", "qty": 1, "unit_price_minor": 3800},
+                     {"sku": "MILKTEA", "qty": 1, "unit_price_minor": 1800}],
+         {"type": "delivery", "address": "人民路 88 号 88 Renmin Road"}),
+    )
+    for channel, lines, fulfillment in orders:
+        order = client._ok(client.http.post(f"{store}/orders", json={
+            "channel": channel, "channel_order_id": f"demo-{uuid.uuid4().hex[:10]}", "lines": lines,
+            "fulfillment": fulfillment,
+            "total_minor": sum(line["qty"] * line["unit_price_minor"] for line in lines)}))
+        placed.append(order["order_id"])
+    client._ok(client.http.post(f"{store}/orders/{placed[1]}/accept", json={}))
+    client._ok(client.http.post(f"{store}/orders/{placed[1]}/start", json={}))
+    return f"online orders {placed[0]} (placed) and {placed[1]} (preparing) on the order board"

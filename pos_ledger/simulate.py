@@ -163,18 +163,21 @@ def sell(
     timezone: str,
     day: date,
     seed: int = 7,
+    until: datetime | None = None,
     on_batch: Callable[[int], None] = lambda n: None,
 ) -> dict[str, int]:
     """Sell `sales` baskets over the terminals; each terminal posts its own batches, concurrently.
 
     Like a real till, a terminal has one batch in flight and resends it until answered.
+    Sales the day would have after `until` (today's, later than now) are not made.
     """
     rng = random.Random(seed)
     menu = client.menu(store_id)
     if not menu:
         raise RuntimeError(f"store {store_id!r} has no menu to sell from")
     queues: dict[str, list[dict[str, str]]] = {t.key.terminal_id: [] for t in terminals}
-    for i, at in enumerate(day_of_sales(rng, day, timezone, sales)):
+    times = [at for at in day_of_sales(rng, day, timezone, sales) if until is None or at <= until]
+    for i, at in enumerate(times):
         terminal = terminals[i % len(terminals)]
         queues[terminal.key.terminal_id].append(terminal.sign("sale.completed", random_sale(rng, menu, currency), at))
     counts: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
