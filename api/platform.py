@@ -234,7 +234,7 @@ class Platform:
         self.ledger.append_server_events(store_id, [("app.key_rotated", {
             "app_id": app_id, "key": "webhook_secret",
             "previous_valid_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))})])
-        self.dispatcher.refresh()
+        self.dispatcher.refresh(wait_s=10)
         return secret, until
 
     def rotate_client_secret(self, store_id: str, app_id: str) -> str:

@@ -147,11 +147,21 @@ class Dispatcher:
         if loop is not None and not self._stopping:
             loop.call_soon_threadsafe(self._wake_store, store_id)
 
-    def refresh(self) -> None:
-        """Installs changed (install, uninstall, rotation): reread them now."""
+    def refresh(self, wait_s: float = 0.0) -> None:
+        """Installs changed (install, uninstall, rotation): reread them now. With `wait_s`, the running
+        lanes sign with the new secrets before this returns (a rotation's next message carries both)."""
         loop, event = self._loop, self._refresh
-        if loop is not None and event is not None:
-            loop.call_soon_threadsafe(event.set)
+        if loop is None or event is None:
+            return
+        loop.call_soon_threadsafe(event.set)
+        if wait_s > 0:
+            asyncio.run_coroutine_threadsafe(self._reread_records(), loop).result(timeout=wait_s)
+
+    async def _reread_records(self) -> None:
+        records = {r.client_id: r for r in await asyncio.to_thread(self.tables.webhook_installations)}
+        for client_id, lane in list(self._lanes.items()):
+            if client_id in records:
+                lane.record = replace(records[client_id], cursor=lane.cursor)
 
     def replay(self, client_id: str, from_position: int) -> None:
         """Deliver again from a position: the lane stops, the table rewinds, the lane restarts."""

@@ -85,7 +85,7 @@ def serve(
     if not os.environ.get("POS_LEDGER_ADMIN_TOKEN"):
         typer.echo(f"admin token (set POS_LEDGER_ADMIN_TOKEN to choose one): {settings.admin_token}")
     typer.echo(f"ledger: {settings.database}; listening on http://{host}:{port}")
-    typer.echo(f"back office: {public_url}/ (log in as 'admin' with the admin token, or add staff with "
+    typer.echo(f"back office: {public_url}/ (user 'admin' with the bearer token as password, or add staff with "
                "'pos-ledger staff add')")
     if demo:
         threading.Thread(target=_seed_when_up, args=(host, port, settings.admin_token, settings.database),

@@ -49,7 +49,7 @@ class Scripted:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[Scripted, IdempotencyMiddleware, TestClient]]:
-    def signed_caller(method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
+    def signed_caller(scope: Any, headers: dict[str, str], body: bytes) -> str | None:
         return "terminal:s1:t1" if headers.get("signature") == "good" else None
 
     scripted = Scripted()

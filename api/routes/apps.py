@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import APP_SCOPES, EVENTS_READ, MEMBERS_READ, OWN, AdminOnlyDep, Principal, allow
@@ -264,7 +264,7 @@ def app_deliveries(store_id: StoreId, app_id: AppId, _: Annotated[Principal, all
 
 class ReplayIn(BaseModel):
     model_config = {"extra": "forbid"}
-    from_position: int = Field(ge=1, le=2**62)
+    from_position: StrictInt = Field(ge=1, le=2**62)
 
 
 class ReplayOut(BaseModel):
