@@ -85,13 +85,13 @@ def test_a_changed_body_method_path_or_key_does_not_verify() -> None:
 
 
 @pytest.mark.parametrize(("signature_input", "signature", "message"), [
-    ('sig1=("@method" "@path");created=1;nonce="%s";keyid="t";alg="ed25519"' % NONCE, None, "exactly"),
-    ('sig1=("@path" "@method" "content-digest");created=1;nonce="%s";keyid="t";alg="ed25519"' % NONCE, None, "exactly"),
-    ('sig1=("@method" "@path" "content-digest" "@query");created=1;nonce="%s";keyid="t";alg="ed25519"' % NONCE, None, "exactly"),
+    (f'sig1=("@method" "@path");created=1;nonce="{NONCE}";keyid="t";alg="ed25519"', None, "exactly"),
+    (f'sig1=("@path" "@method" "content-digest");created=1;nonce="{NONCE}";keyid="t";alg="ed25519"', None, "exactly"),
+    (f'sig1=("@method" "@path" "content-digest" "@query");created=1;nonce="{NONCE}";keyid="t";alg="ed25519"', None, "exactly"),
     ('sig1=("@method" "@path" "content-digest");keyid="t";created=1;alg="ed25519"', None, "expected"),
     ('sig1=("@method" "@path" "content-digest");created=1;keyid="t";alg="rsa"', None, "expected"),
     ('sig2=("@method" "@path" "content-digest");created=1;keyid="t";alg="ed25519"', None, "expected"),
-    ('sig1=("@method" "@path" "content-digest");created=1;nonce="%s";keyid="t";alg="ed25519"' % NONCE,
+    (f'sig1=("@method" "@path" "content-digest");created=1;nonce="{NONCE}";keyid="t";alg="ed25519"',
      "sig1=:AAAA:", "64 bytes"),
     ('sig1=("@method" "@path" "content-digest");created=1;keyid="t";alg="ed25519"', None, "expected"),
     ('sig1=("@method" "@path" "content-digest");created=1;nonce="x";keyid="t";alg="ed25519"', None, "expected"),
