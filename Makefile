@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+#: Debian's browser for the back office's Playwright tests (Playwright may not download its own).
+CHROMIUM := /usr/bin/chromium
 SOURCES := pyproject.toml Cargo.toml core_rs/Cargo.toml $(wildcard core_rs/src/*.rs core_rs/src/*/*.rs)
 
 .PHONY: run test install test-python test-rust lint bench mutation clean
@@ -10,7 +12,7 @@ SOURCES := pyproject.toml Cargo.toml core_rs/Cargo.toml $(wildcard core_rs/src/*
 run: $(STAMP)  ## the server on 127.0.0.1:8000, SQLite under ./var/, demo store seeded
 	$(BIN)/pos-ledger serve --demo
 
-test: $(STAMP) test-rust test-python  ## every test: cargo test + pytest (needs PostgreSQL and Redis up)
+test: $(STAMP) $(CHROMIUM) test-rust test-python  ## every test: cargo test + pytest (needs PostgreSQL and Redis up)
 
 install: $(STAMP)
 
@@ -19,6 +21,10 @@ $(STAMP): $(SOURCES)
 	$(BIN)/pip install --quiet --upgrade pip 'maturin>=1.9,<2'
 	$(BIN)/maturin develop --release --extras dev
 	touch $(STAMP)
+
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 test-rust:
 	cargo test --manifest-path core_rs/Cargo.toml
