@@ -25,11 +25,12 @@ EVENTS = 3_000
 BATCH = 50
 
 
-def start_server(database: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(database: str, port: int, *options: str) -> subprocess.Popen[bytes]:
+    """`pos-ledger serve` as its own process (more `serve` options after the port), once /healthz answers."""
     env = dict(os.environ, POS_LEDGER_ADMIN_TOKEN=ADMIN_TOKEN,
                POS_LEDGER_SERVER_KEY=base64.b64encode(SERVER_SEED).decode())
     process = subprocess.Popen(
-        [sys.executable, "-m", "pos_ledger.cli", "serve", "--db", database, "--port", str(port)],
+        [sys.executable, "-m", "pos_ledger.cli", "serve", "--db", database, "--port", str(port), *options],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

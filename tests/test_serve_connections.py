@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,29 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, SERVER_SEED, free_port
+from tests.conftest import ADMIN_TOKEN, free_port
 from tests.payments_fixtures import Sandbox
+from tests.test_crash import start_server as start_serve_process
 
 HEADERS_TIMEOUT_S = 1.0
 KEEP_ALIVE_S = 1
 
 
 def start_server(database: str, port: int, psp_url: str, *options: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, POS_LEDGER_ADMIN_TOKEN=ADMIN_TOKEN,
-               POS_LEDGER_SERVER_KEY=base64.b64encode(SERVER_SEED).decode())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pos_ledger.cli", "serve", "--db", database, "--port", str(port),
-         "--psp-url", psp_url, *options],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"server did not start: {process.stderr.read() if process.stderr else ''}")
+    return start_serve_process(database, port, "--psp-url", psp_url, *options)
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:
